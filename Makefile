@@ -1,0 +1,31 @@
+# One venv, torch first (the CPU wheel on disk), then the project pinned by requirements.lock.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run smoke test dag clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c requirements.lock -e .
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/alignflow run --profile default
+
+smoke: setup
+	$(BIN)/alignflow run --profile smoke
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+dag: setup
+	$(BIN)/dvc dag
+
+clean:
+	rm -rf data/world data/prefs models reports checkpoints mlflow

@@ -1,0 +1,191 @@
+"""`alignflow`: run the pipeline, see what is stale, trace lineage, query the registry, schedule runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from alignflow.errors import AlignflowError
+from alignflow.paths import repo_root
+
+
+def _cmd_run(args) -> int:
+    from flows.pipeline import alignflow_pipeline
+
+    root = repo_root()
+    state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
+                               retries=args.retries, return_state=True)
+    if not state.is_completed():
+        print(f"alignflow run failed: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe_change(change: dict) -> list[str]:
+    parts = []
+    for kind, items in change.items():
+        if isinstance(items, dict):
+            parts.append(f"{kind}: " + ", ".join(f"{k} ({v})" for k, v in items.items()))
+        else:
+            parts.append(f"{kind}: {items}")
+    return parts
+
+
+def _cmd_status(args) -> int:
+    from dvc.repo import Repo
+
+    from alignflow.stage_graph import load_stage_graph
+
+    root = repo_root()
+    graph = load_stage_graph(root)
+    with Repo(str(root)) as repo:
+        raw = repo.status()
+    report = {}
+    for name in graph.order():
+        changes = raw.get(name, [])
+        reasons = []
+        for change in changes:
+            reasons += _describe_change(change) if isinstance(change, dict) else [str(change)]
+        upstream = [s for s in graph.upstream(name) if s in raw]
+        if upstream:
+            reasons.append(f"upstream stale: {', '.join(upstream)}")
+        report[name] = reasons
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for name, reasons in report.items():
+        print(f"{name:<12} {'stale' if reasons else 'up to date'}")
+        for reason in reasons:
+            print(f"{'':<14}{reason}")
+    return 0
+
+
+def _cmd_lineage(args) -> int:
+    from alignflow import tracking
+    from alignflow.lineage import format_lineage, lineage
+
+    root = repo_root()
+    tracking.configure(root)
+    item = lineage(root, args.target)
+    print(json.dumps(item.as_dict(), indent=2) if args.json else format_lineage(item))
+    return 0
+
+
+def _cmd_registry(args) -> int:
+    from alignflow import registry, tracking
+
+    tracking.configure(repo_root())
+    if args.action == "list":
+        rows = registry.list_models()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for row in [] if args.json else rows:
+            aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(row["aliases"].items())) or "-"
+            print(f"{row['name']:<24} latest v{row['latest']:<4} {aliases}")
+        if not rows and not args.json:
+            print("(no registered models yet: run `alignflow run`)")
+    elif args.action == "show":
+        if not args.ref:
+            raise AlignflowError("registry show needs NAME")
+        rows = registry.show(args.ref)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for row in [] if args.json else rows:
+            print(f"v{row['version']:<4} {','.join(row['aliases']) or '-':<20} gate={row['gate_passed']} "
+                  f"{row['gate_metric']}={row['gate_value']} run={row['run_id']} commit={row['git_commit'][:10]}")
+            if row["reason"]:
+                print(f"      {row['reason']}")
+    else:
+        if not args.ref:
+            raise AlignflowError("registry get needs NAME@ALIAS")
+        print(registry.local_path(args.ref))
+    return 0
+
+
+def _wait_healthy(url: str, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise AlignflowError(f"Prefect server at {url} did not become healthy within {timeout:.0f} s")
+
+
+def _cmd_serve(args) -> int:
+    from flows.pipeline import serve
+
+    root = repo_root()
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        url = f"http://127.0.0.1:{args.port}/api"
+        print(f"starting `prefect server start` on 127.0.0.1:{args.port} (UI at http://127.0.0.1:{args.port})")
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(args.port)])
+        _wait_healthy(url, 120)
+        os.environ["PREFECT_API_URL"] = url
+    try:
+        serve(args.cron, args.profile, args.stages or None, root, name=args.name)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alignflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="reproduce the pipeline through the Prefect flow")
+    run.add_argument("--profile", help="render profiles/PROFILE.yaml into params.yaml first (default: use params.yaml)")
+    run.add_argument("--stages", nargs="+", help="only these stages (and what they depend on)")
+    run.add_argument("--retries", type=int, default=1, help="retries per failed stage (default 1)")
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="stale stages and why")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_status)
+
+    lin = sub.add_parser("lineage", help="lineage of an output PATH or a registered NAME@ALIAS")
+    lin.add_argument("target")
+    lin.add_argument("--json", action="store_true")
+    lin.set_defaults(func=_cmd_lineage)
+
+    reg = sub.add_parser("registry", help="registered models: list | show NAME | get NAME@ALIAS")
+    reg.add_argument("action", choices=["list", "show", "get"])
+    reg.add_argument("ref", nargs="?")
+    reg.add_argument("--json", action="store_true")
+    reg.set_defaults(func=_cmd_registry)
+
+    srv = sub.add_parser("serve", help="a scheduled Prefect deployment of the pipeline")
+    srv.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * *'")
+    srv.add_argument("--profile")
+    srv.add_argument("--stages", nargs="+")
+    srv.add_argument("--name", default="scheduled", help="deployment name")
+    srv.add_argument("--port", type=int, default=4200, help="port for a server started here when PREFECT_API_URL is unset")
+    srv.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from alignflow import use_this_interpreter
+
+    use_this_interpreter()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AlignflowError as exc:
+        print(f"alignflow: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The stage graph, read from dvc.yaml through DVC itself (templating and foreach included).
+
+dvc.yaml is the only place stages are declared; the Prefect flow, `alignflow status` and
+`alignflow lineage` all derive what they need from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from alignflow.errors import AlignflowError
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str
+    cmd: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    params: tuple[str, ...]
+    meta: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def registry(self) -> dict | None:
+        """`meta.register` of the stage: which model it publishes and how its gate is read."""
+        return (self.meta or {}).get("register")
+
+
+@dataclass
+class StageGraph:
+    stages: dict[str, StageInfo]
+    graph: nx.DiGraph  # edge a -> b: stage a consumes an output of stage b
+
+    def order(self, targets: list[str] | None = None) -> list[str]:
+        """Stages in execution order; with targets, only they and everything upstream of them."""
+        unknown = [t for t in targets or [] if t not in self.stages]
+        if unknown:
+            raise AlignflowError(f"unknown stage(s) {', '.join(unknown)}; dvc.yaml has: {', '.join(self.stages)}")
+        wanted = set(self.stages)
+        if targets:
+            wanted = set(targets)
+            for target in targets:
+                wanted |= nx.descendants(self.graph, target)
+        ordered = list(nx.lexicographical_topological_sort(self.graph.reverse(copy=True)))
+        return [name for name in ordered if name in wanted]
+
+    def upstream(self, name: str) -> list[str]:
+        return [s for s in self.order([name]) if s != name]
+
+    def downstream(self, name: str) -> list[str]:
+        """Every stage that (transitively) consumes this stage's outputs, in execution order."""
+        consumers = nx.ancestors(self.graph, name)
+        return [s for s in self.order() if s in consumers]
+
+    def direct_consumers(self, name: str) -> list[str]:
+        return sorted(self.graph.predecessors(name))
+
+    def producer_of(self, path: str) -> StageInfo | None:
+        """The stage whose output is `path` or contains it."""
+        target = Path(path).as_posix().rstrip("/")
+        for info in self.stages.values():
+            for out in info.outs:
+                if target == out or target.startswith(out.rstrip("/") + "/"):
+                    return info
+        return None
+
+    def consumers_of(self, path: str) -> list[str]:
+        """Stages with a dependency equal to, inside, or containing `path`."""
+        target = Path(path).as_posix().rstrip("/")
+        found = []
+        for info in self.stages.values():
+            for dep in info.deps:
+                if target == dep or target.startswith(dep + "/") or dep.startswith(target + "/"):
+                    found.append(info.name)
+                    break
+        return found
+
+
+def load_stage_graph(root: Path) -> StageGraph:
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            index = repo.index
+            stages: dict[str, StageInfo] = {}
+            for stage in index.stages:
+                if not getattr(stage, "cmd", None):
+                    continue  # .dvc-tracked data, not a pipeline stage
+                params = tuple(sorted(k for d in stage.deps if hasattr(d, "params") for k in d.params))
+                stages[stage.addressing] = StageInfo(
+                    name=stage.addressing,
+                    cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd),
+                    deps=tuple(d.def_path for d in stage.deps if not hasattr(d, "params")),
+                    outs=tuple(o.def_path for o in stage.outs),
+                    params=params,
+                    meta=dict(stage.meta or {}),
+                )
+            graph = nx.DiGraph()
+            graph.add_nodes_from(stages)
+            for a, b in index.graph.edges:
+                if a.addressing in stages and b.addressing in stages:
+                    graph.add_edge(a.addressing, b.addressing)
+    except DvcException as exc:
+        raise AlignflowError(f"cannot read the stage graph from {root / 'dvc.yaml'}: {exc}") from exc
+    return StageGraph(stages=stages, graph=graph)
+
+
+def read_lock(root: Path) -> dict[str, Any]:
+    """dvc.lock's stages: what DVC last recorded for each (md5s of deps and outs, param values)."""
+    import yaml
+
+    path = root / "dvc.lock"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return data.get("stages", {})

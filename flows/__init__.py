@@ -1,0 +1,1 @@
+"""Prefect flows composed from the stage graph in dvc.yaml."""

@@ -1,0 +1,69 @@
+"""The alignflow Prefect flow, derived from dvc.yaml: one task per stage, run one at a time.
+
+Stages share one DVC workspace, so they run sequentially in topological order; DVC decides which
+are stale. The flow opens one MLflow parent run; each executed stage adds a child run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from alignflow import tracking
+from alignflow.params import write_params
+from alignflow.paths import repo_root
+from alignflow.stage_graph import load_stage_graph
+from tasks.reproduce import reproduce_stage
+
+
+def format_table(results: list[dict]) -> str:
+    """A plain-text table of what each stage did and its headline metrics."""
+    lines = [f"{'stage':<12} {'status':<11} {'seconds':>8}  metrics", "-" * 78]
+    for row in results:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["metrics"].items())
+        lines.append(f"{row['stage']:<12} {row['status']:<11} {row['seconds']:>8.1f}  {shown}")
+        if row.get("published"):
+            pub = row["published"]
+            alias = "champion+candidate" if pub["champion"] else "candidate"
+            lines.append(f"{'':<12} registered {pub['name']} v{pub['version']} as {alias} ({pub['reason']})")
+    return "\n".join(lines)
+
+
+@flow(name="alignflow", log_prints=True)
+def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = None, root: str | None = None,
+                       retries: int = 1) -> list[dict]:
+    """Reproduce the DVC pipeline (all stages, or `stages` and their upstream) under MLflow tracking."""
+    import mlflow
+
+    logger = get_run_logger()
+    root_path = repo_root(root)
+    if profile:
+        changed = write_params(root_path, profile)
+        logger.info("profile %s %s params.yaml", profile, "rendered into" if changed else "matches")
+    graph = load_stage_graph(root_path)
+    order = graph.order(stages)
+    experiment_id = tracking.configure(root_path)
+    commit, dirty = tracking.git_commit(root_path)
+    flow_run_id = str(flow_run.get_id() or "")
+    results: list[dict] = []
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"flow:{flow_run.get_name() or 'local'}",
+                          tags={"alignflow.kind": "flow", "alignflow.profile": profile or "params.yaml",
+                                "alignflow.git_commit": commit, "alignflow.git_dirty": str(dirty).lower(),
+                                "alignflow.flow_run_id": flow_run_id,
+                                "alignflow.stages": ",".join(order)}) as parent:
+        for name in order:
+            task = reproduce_stage.with_options(retries=retries)
+            results.append(task(str(root_path), graph.stages[name], parent.info.run_id, flow_run_id))
+        mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
+    print("\n" + format_table(results))
+    return results
+
+
+def serve(cron: str, profile: str | None, stages: list[str] | None, root: Path, name: str = "scheduled") -> None:
+    """Register a scheduled deployment of the flow on the Prefect server at PREFECT_API_URL and serve it."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise RuntimeError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` first")
+    alignflow_pipeline.serve(name=name, cron=cron,
+                             parameters={"profile": profile, "stages": stages, "root": str(root)})

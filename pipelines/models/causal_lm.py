@@ -1,0 +1,101 @@
+"""Build, save and load the small Llama-style causal LMs the pipeline trains.
+
+Models are built from a plain dict (no hub download) with vocabulary size and special
+token ids taken from the tokenizer, so the two can never disagree. Checkpoints are HF
+directories written with safetensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+# Architecture keys a config dict may set; everything tokenizer-derived is excluded.
+ALLOWED_KEYS = frozenset(
+    {
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "tie_word_embeddings",
+        "rope_theta",
+        "rms_norm_eps",
+        "hidden_act",
+        "initializer_range",
+        "attention_dropout",
+        "attention_bias",
+        "mlp_bias",
+        "head_dim",
+    }
+)
+TOKENIZER_KEYS = frozenset({"vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"})
+
+
+def _llama_config(cfg: dict, tokenizer) -> LlamaConfig:
+    """Validate ``cfg`` and merge in tokenizer-derived fields."""
+    for key in cfg:
+        if key in TOKENIZER_KEYS:
+            raise ValueError(f"config key {key!r} is derived from the tokenizer; remove it")
+        if key not in ALLOWED_KEYS:
+            raise ValueError(f"unknown model config key {key!r}; allowed: {sorted(ALLOWED_KEYS)}")
+    kwargs = dict(cfg)
+    rope_theta = kwargs.pop("rope_theta", None)
+    if rope_theta is not None:
+        # transformers >= 5 keeps rope settings in ``rope_parameters``.
+        kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": float(rope_theta)}
+    if tokenizer.pad_token_id is None:
+        raise ValueError("tokenizer has no pad token; use load_tokenizer or set one")
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
+
+
+def build_llama(cfg: dict, tokenizer, seed: int = 0) -> LlamaForCausalLM:
+    """Randomly initialise a float32 Llama; the init depends only on ``cfg`` and ``seed``.
+
+    The global torch RNG is forked, so building a model does not perturb the caller's RNG.
+    """
+    config = _llama_config(cfg, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.to(torch.float32)
+
+
+def save_causal_lm(model, tokenizer, out_dir: str) -> None:
+    """Write model (safetensors) and tokenizer into one HF checkpoint directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out))
+    if not any(out.glob("*.safetensors")):
+        raise RuntimeError(f"save_pretrained wrote no safetensors file into {out_dir!r}")
+
+
+def load_causal_lm(path: str):
+    """Load a local HF causal-LM checkpoint in float32 eval mode (safetensors only)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"model checkpoint directory not found: {path!r}")
+    if not (p / "config.json").is_file() or not any(p.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{path!r} is not a HF checkpoint directory (needs config.json and *.safetensors)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        str(p), dtype=torch.float32, local_files_only=True, use_safetensors=True
+    )
+    return model.eval()
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """Number of (unique) parameters; tied embeddings are counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,1 @@
+"""DVC stage entry points: `python -m stages.<name>`. Each reads params, calls `pipelines`, writes one output folder."""

@@ -1,0 +1,77 @@
+"""Stage `base_lm`: pre-train a Llama-architecture causal LM on the corpus (or start from a local checkpoint).
+
+Gate: validation perplexity at most `base_lm.gate.max_val_ppl`.
+"""
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from alignflow.errors import ParamsError
+from alignflow.stage import StageContext, stage_main
+from alignflow.tracking import file_md5
+from pipelines.data.lm_data import pack_corpus
+from pipelines.evaluation.perplexity import perplexity
+from pipelines.models.causal_lm import build_llama, count_parameters, load_causal_lm, save_causal_lm
+from pipelines.models.tokenizer import load_tokenizer
+from pipelines.training.loop import causal_lm_loss, set_seed, train
+from stages.common import checkpoint_key, texts, train_config, write_curves
+
+
+def run(ctx: StageContext) -> None:
+    p = ctx.block("base_lm")
+    cfg = train_config(ctx, p, "base_lm")
+    set_seed(ctx.seed)
+    if p.get("init_from"):
+        model = load_causal_lm(str(p["init_from"]))
+        tokenizer = load_tokenizer(str(p["init_from"]))
+    else:
+        tokenizer = load_tokenizer(str(ctx.root / "models/tokenizer"))
+        try:
+            model = build_llama(dict(p["model"]), tokenizer, seed=ctx.seed)
+        except ValueError as exc:
+            raise ParamsError(f"params.yaml: base_lm.model: {exc}") from exc
+    block = int(p["block_size"])
+    train_path, val_path = ctx.root / "data/world/corpus_train.jsonl", ctx.root / "data/world/corpus_val.jsonl"
+    train_blocks = pack_corpus(texts(train_path), tokenizer, block)
+    val_blocks = pack_corpus(texts(val_path), tokenizer, block)
+    ctx.log_dataset(train_path, "training", "corpus_train")
+    ctx.log_dataset(val_path, "validation", "corpus_val")
+
+    def evaluate(m) -> dict:
+        return {"val_ppl": perplexity(m, val_blocks, batch_size=32)}
+
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(train_path)))
+    initial_ppl = evaluate(model)["val_ppl"]
+    result = train(model, train_blocks, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt))
+    model.eval()
+    val_ppl = evaluate(model)["val_ppl"]
+    out = ctx.output("models/base_lm")
+    save_causal_lm(model, tokenizer, str(out / "model"))
+    write_curves(out, result.history, "Base LM pre-training", "val_ppl")
+    threshold = float(p["gate"]["max_val_ppl"])
+    metrics = {
+        "val_ppl": round(val_ppl, 4),
+        "initial_val_ppl": round(initial_ppl, 4),
+        "train_steps": result.steps,
+        "train_tokens": result.tokens_seen,
+        "train_seconds": round(result.elapsed_s, 2),
+        "tokens_per_second": round(result.tokens_seen / max(result.elapsed_s, 1e-9), 1),
+        "stopped_by_time_budget": result.stopped_by_time_budget,
+        "n_params": count_parameters(model),
+        "n_layers": int(model.config.num_hidden_layers),
+        "train_blocks": int(train_blocks.shape[0]),
+        "torch_threads": torch.get_num_threads(),
+        "gate": {"passed": val_ppl <= threshold, "metric": "val_ppl", "value": round(val_ppl, 4),
+                 "threshold": threshold, "higher_is_better": False},
+    }
+    ctx.log_history(result.history, "train")
+    ctx.write_metrics(out, metrics)
+    ctx.log_artifacts_on_success("models/base_lm/model", "model")
+    ctx.log_artifacts_on_success("models/base_lm/plots", "plots")
+    shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
+
+
+if __name__ == "__main__":
+    stage_main("base_lm", run)

@@ -1,0 +1,37 @@
+"""Small pieces the model-training stages share: reading corpora, checkpoint keys, curve outputs."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from alignflow.errors import ParamsError
+from alignflow.stage import StageContext
+from pipelines.data.jsonl import read_jsonl
+from pipelines.evaluation.plots import plot_training, write_csv
+from pipelines.training.loop import TrainConfig
+
+
+def train_config(ctx: StageContext, block: dict, key: str) -> TrainConfig:
+    """The stage's `train` block as a TrainConfig, seeded from the global seed."""
+    try:
+        return TrainConfig.from_dict({**block["train"], "seed": ctx.seed})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParamsError(f"params.yaml: {key}.train: {exc}") from exc
+
+
+def checkpoint_key(*parts: object) -> str:
+    """A folder name that changes whenever params or inputs change, so resume never mixes runs."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def texts(path: Path) -> list[str]:
+    return [row["text"] for row in read_jsonl(path)]
+
+
+def write_curves(out: Path, history: list[dict], title: str, eval_key: str) -> None:
+    """plots/train_curve.csv for `dvc plots` and a PNG for people."""
+    rows = [r for r in history if "loss" in r or eval_key in r]
+    write_csv(rows, out / "plots" / "train_curve.csv", ["step", "loss", "lr", eval_key, "elapsed_s"])
+    plot_training(history, out / "plots" / "train_curve.png", title, eval_key=eval_key)

@@ -1,0 +1,128 @@
+"""Stage `sft`: supervised fine-tuning of the base LM on mixed-quality demonstrations.
+
+Measures what SFT buys in the world's own currency: the gold reward of sampled responses on
+held-out prompts, for the base LM and the SFT policy on the same prompts, next to the gold reward
+of the demonstrations themselves. Gate: the paired SFT - base gold difference has a 95% bootstrap
+interval above `sft.gate.min_gain`.
+"""
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from statistics import fmean
+
+from alignflow.errors import ParamsError
+from alignflow.stage import StageContext, stage_main
+from alignflow.tracking import file_md5
+from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
+from pipelines.data.lm_data import collate_pad, sft_examples
+from pipelines.data.world import gold_reward
+from pipelines.evaluation.bootstrap import bootstrap_mean_ci, paired_difference_ci
+from pipelines.evaluation.perplexity import perplexity
+from pipelines.evaluation.plots import plot_grouped_bars, write_csv
+from pipelines.evaluation.sampling import generate_responses
+from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
+from pipelines.models.tokenizer import load_tokenizer
+from pipelines.training.loop import causal_lm_loss, set_seed, train
+from stages.common import checkpoint_key, train_config, write_curves
+
+
+def _sample_gold(model, tokenizer, prompts: list[dict], ev: dict, seed: int) -> tuple[list[str], list[float]]:
+    responses = generate_responses(model, tokenizer, [r["prompt"] for r in prompts],
+                                   max_new_tokens=int(ev["max_new_tokens"]), temperature=float(ev["temperature"]),
+                                   seed=seed, batch_size=int(ev["batch_size"]))
+    return responses, [gold_reward(r["spec"], text) for r, text in zip(prompts, responses)]
+
+
+def _by_family(prompts: list[dict], columns: dict[str, list[float]], demos: list[dict]) -> list[dict]:
+    demo_gold = defaultdict(list)
+    for d in demos:
+        demo_gold[d["family"]].append(d["gold"])
+    groups = defaultdict(lambda: defaultdict(list))
+    for i, r in enumerate(prompts):
+        for name, values in columns.items():
+            groups[r["family"]][name].append(values[i])
+    rows = []
+    for family in sorted(groups):
+        row = {"family": family, **{k: round(fmean(v), 4) for k, v in groups[family].items()}}
+        row["gold_demos"] = round(fmean(demo_gold[family]), 4) if demo_gold[family] else None
+        rows.append(row)
+    return rows
+
+
+def run(ctx: StageContext) -> None:
+    p = ctx.block("sft")
+    cfg = train_config(ctx, p, "sft")
+    ev = p["eval"]
+    set_seed(ctx.seed)
+    base_dir = ctx.root / "models/base_lm/model"
+    model, tokenizer = load_causal_lm(str(base_dir)), load_tokenizer(str(base_dir))
+    data = ctx.root / "data/world"
+    demos, val = read_jsonl(data / "sft_train.jsonl"), read_jsonl(data / "sft_val.jsonl")
+    prompts = read_jsonl(data / "eval_prompts.jsonl")[: int(ev["n_prompts"])]
+    if not prompts:
+        raise ParamsError("params.yaml: sft.eval.n_prompts: no evaluation prompts selected")
+    max_len = int(p["max_length"])
+    train_ex, val_ex = sft_examples(demos, tokenizer, max_len), sft_examples(val, tokenizer, max_len)
+    for path, context in ((data / "sft_train.jsonl", "training"), (data / "sft_val.jsonl", "validation"),
+                          (data / "eval_prompts.jsonl", "evaluation")):
+        ctx.log_dataset(path, context)
+    pad = tokenizer.pad_token_id
+
+    def evaluate(m) -> dict:
+        return {"val_ppl": perplexity(m, val_ex, batch_size=32, pad_id=pad)}
+
+    base_responses, base_gold = _sample_gold(model, tokenizer, prompts, ev, ctx.seed)
+    base_ppl = evaluate(model)["val_ppl"]
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(data / "sft_train.jsonl"),
+                                             file_md5(base_dir / "model.safetensors")))
+    result = train(model, train_ex, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
+                   collate_fn=lambda batch: collate_pad(batch, pad))
+    model.eval()
+    val_ppl = evaluate(model)["val_ppl"]
+    sft_responses, sft_gold = _sample_gold(model, tokenizer, prompts, ev, ctx.seed)
+
+    n_boot = int(ev["bootstrap"])
+    mean, low, high = bootstrap_mean_ci(sft_gold, n_boot, ctx.seed)
+    base_mean, base_low, base_high = bootstrap_mean_ci(base_gold, n_boot, ctx.seed)
+    gain, gain_low, gain_high = paired_difference_ci(sft_gold, base_gold, n_boot, ctx.seed)
+    demos_gold = fmean(d["gold"] for d in demos)
+    min_gain = float(p["gate"]["min_gain"])
+
+    out = ctx.output("models/sft")
+    save_causal_lm(model, tokenizer, str(out / "model"))
+    write_curves(out, result.history, "SFT", "val_ppl")
+    rows = _by_family(prompts, {"gold_sft": sft_gold, "gold_base": base_gold}, demos)
+    write_csv(rows, out / "plots" / "gold_by_family.csv", ["family", "gold_sft", "gold_base", "gold_demos"])
+    plot_grouped_bars([r["family"] for r in rows],
+                      {k: [r[k] if r[k] is not None else 0.0 for r in rows] for k in ("gold_base", "gold_sft", "gold_demos")},
+                      out / "plots" / "gold_by_family.png", "Gold reward on held-out prompts", "mean gold reward")
+    write_jsonl_atomic([{"id": r["id"], "family": r["family"], "prompt": r["prompt"], "base": b, "sft": s,
+                         "gold_base": gb, "gold_sft": gs}
+                        for r, b, s, gb, gs in zip(prompts, base_responses, sft_responses, base_gold, sft_gold)],
+                       out / "samples.jsonl")
+    metrics = {
+        "val_ppl": round(val_ppl, 4),
+        "base_val_ppl": round(base_ppl, 4),
+        "gold_reward_mean": round(mean, 4), "gold_reward_ci95": [round(low, 4), round(high, 4)],
+        "base_gold_reward_mean": round(base_mean, 4), "base_gold_reward_ci95": [round(base_low, 4), round(base_high, 4)],
+        "gold_gain_over_base": round(gain, 4), "gold_gain_ci95": [round(gain_low, 4), round(gain_high, 4)],
+        "demos_gold_reward_mean": round(demos_gold, 4),
+        "n_eval_prompts": len(prompts),
+        "train_steps": result.steps,
+        "train_seconds": round(result.elapsed_s, 2),
+        "stopped_by_time_budget": result.stopped_by_time_budget,
+        "by_family": {r["family"]: {"sft": r["gold_sft"], "base": r["gold_base"]} for r in rows},
+        "gate": {"passed": gain_low > min_gain, "metric": "gold_reward_mean", "value": round(mean, 4),
+                 "threshold": min_gain, "higher_is_better": True,
+                 "reason": f"gain {gain:.3f} [{gain_low:.3f}, {gain_high:.3f}] vs min_gain {min_gain}"},
+    }
+    ctx.log_history(result.history, "train")
+    ctx.write_metrics(out, metrics)
+    ctx.log_artifacts_on_success("models/sft/model", "model")
+    ctx.log_artifacts_on_success("models/sft/plots", "plots")
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    stage_main("sft", run)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that reproduce one DVC stage each."""

@@ -1,0 +1,111 @@
+"""One Prefect task per DVC stage: DVC decides whether the stage is stale and runs it.
+
+The task passes the MLflow parent run to the stage command through the environment, learns from
+the stage's run record whether it executed (rather than being up to date or restored from DVC's
+run-cache), then tags the run with the DVC md5s of its inputs and outputs, publishes its model if
+dvc.yaml says it has one, and shows its metrics as a Prefect artifact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import create_table_artifact
+
+from alignflow import registry, tracking
+from alignflow.stage import BAD_INPUT_EXIT
+from alignflow.stage_graph import StageInfo
+from alignflow.stage_results import headline, lineage_tags
+
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    status: str  # executed | restored | up-to-date
+    seconds: float
+    run_id: str | None = None
+    metrics: dict = field(default_factory=dict)
+    published: dict | None = None
+
+
+@contextmanager
+def _env(**values: str | None):
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _read_record(path: Path, stage: str) -> str | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("stage") == stage:
+            return row["run_id"]
+    return None
+
+
+def _retry_unless_bad_input(task, task_run, state) -> bool:
+    """Retry crashes and flaky failures, not a stage that rejected its input."""
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001
+        return f"exited with {BAD_INPUT_EXIT}" not in str(exc)
+    return True
+
+
+@task(name="reproduce-stage", task_run_name="{info.name}", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=_retry_unless_bad_input, cache_policy=NO_CACHE)
+def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_run_id: str | None) -> dict:
+    from dvc.repo import Repo
+
+    logger = get_run_logger()
+    root_path = Path(root)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as scratch:
+        record = Path(scratch) / "runs.jsonl"
+        with _env(**{tracking.PARENT_ENV: parent_run_id, tracking.RECORD_ENV: str(record),
+                     tracking.FLOW_RUN_ENV: flow_run_id}):
+            with Repo(root) as repo:
+                changed = repo.reproduce(info.name, single_item=True)
+        run_id = _read_record(record, info.name)
+    status = "executed" if run_id else ("restored" if changed else "up-to-date")
+    outcome = StageOutcome(stage=info.name, status=status, seconds=round(time.time() - started, 2), run_id=run_id,
+                           metrics=headline(root_path, info))
+    if run_id:
+        from mlflow import MlflowClient
+
+        tags = lineage_tags(root_path, info.name)
+        client = MlflowClient()
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        if info.registry:
+            commit = client.get_run(run_id).data.tags.get("alignflow.git_commit", "")
+            pub = registry.publish(root_path, info.registry, run_id, info.name,
+                                   {**tags, "alignflow.git_commit": commit})
+            outcome.published = asdict(pub)
+            logger.info("registered %s v%s (champion=%s: %s)", pub.name, pub.version, pub.champion, pub.reason)
+    logger.info("stage %s: %s in %.1f s", info.name, status, outcome.seconds)
+    rows = [{"metric": k, "value": v} for k, v in outcome.metrics.items()]
+    create_table_artifact(key=f"{info.name.replace('_', '-').lower()}-metrics", table=rows or [{"metric": "-", "value": "-"}],
+                          description=f"Stage `{info.name}` ({status}) metrics from its metrics.json")
+    return asdict(outcome)
