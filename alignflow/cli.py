@@ -23,6 +23,10 @@ def _cmd_run(args) -> int:
     if not state.is_completed():
         print(f"alignflow run failed: {state.message}", file=sys.stderr)
         return 1
+    if args.summary_json:
+        from alignflow.atomic import write_json_atomic
+
+        write_json_atomic(args.summary_json, state.result())
     return 0
 
 
@@ -148,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", help="render profiles/PROFILE.yaml into params.yaml first (default: use params.yaml)")
     run.add_argument("--stages", nargs="+", help="only these stages (and what they depend on)")
     run.add_argument("--retries", type=int, default=1, help="retries per failed stage (default 1)")
+    run.add_argument("--summary-json", metavar="PATH", help="also write what each stage did as JSON")
     run.set_defaults(func=_cmd_run)
 
     status = sub.add_parser("status", help="stale stages and why")

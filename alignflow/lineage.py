@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alignflow.errors import AlignflowError
+from alignflow.params import flatten
 from alignflow.stage_graph import load_stage_graph, read_lock
 
 
@@ -95,7 +96,7 @@ def lineage(root: Path, target: str) -> Lineage:
     out_path, md5 = (out["path"], out.get("md5", "")) if out else (rel_str, "")
     params = {}
     for file_params in (entry.get("params") or {}).values():
-        params.update(file_params)
+        params.update(flatten(file_params))
     inputs = [{"path": d["path"], "md5": d.get("md5", "")} for d in entry.get("deps", [])]
     run = _find_run(info.name, out_path, md5)
     if run is None:
