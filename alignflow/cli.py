@@ -15,7 +15,7 @@ from alignflow.paths import repo_root
 
 
 def _cmd_run(args) -> int:
-    from flows.pipeline import alignflow_pipeline
+    from flows.pipeline import alignflow_pipeline, format_table
 
     root = repo_root()
     state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
@@ -23,6 +23,7 @@ def _cmd_run(args) -> int:
     if not state.is_completed():
         print(f"alignflow run failed: {state.message}", file=sys.stderr)
         return 1
+    print(format_table(state.result()))
     if args.summary_json:
         from alignflow.atomic import write_json_atomic
 

@@ -31,7 +31,7 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="alignflow", log_prints=True)
+@flow(name="alignflow")
 def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = None, root: str | None = None,
                        retries: int = 1) -> list[dict]:
     """Reproduce the DVC pipeline (all stages, or `stages` and their upstream) under MLflow tracking."""
@@ -57,7 +57,7 @@ def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = No
             task = reproduce_stage.with_options(retries=retries)
             results.append(task(str(root_path), graph.stages[name], parent.info.run_id, flow_run_id))
         mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
-    print("\n" + format_table(results))
+    logger.info("stage summary\n%s", format_table(results))
     return results
 
 

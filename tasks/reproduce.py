@@ -64,12 +64,24 @@ def _read_record(path: Path, stage: str) -> str | None:
     return None
 
 
+def _restore_outputs(repo, stage: str, logger) -> None:
+    """DVC deletes a stage's outputs before running it; put the last committed version back."""
+    try:
+        repo.checkout(targets=[stage], force=True)
+        logger.warning("stage %s failed; restored its previous outputs from the DVC cache", stage)
+    except Exception as exc:  # noqa: BLE001 - nothing to restore (first run): the failure still stands
+        logger.warning("stage %s failed and its previous outputs could not be restored: %s", stage, exc)
+
+
 def _retry_unless_bad_input(task, task_run, state) -> bool:
     """Retry crashes and flaky failures, not a stage that rejected its input."""
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001
-        return f"exited with {BAD_INPUT_EXIT}" not in str(exc)
+        while exc is not None:  # DVC wraps the command's failure: look down the cause chain
+            if f"exited with {BAD_INPUT_EXIT}" in str(exc):
+                return False
+            exc = exc.__cause__ or exc.__context__
     return True
 
 
@@ -86,7 +98,11 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
         with _env(**{tracking.PARENT_ENV: parent_run_id, tracking.RECORD_ENV: str(record),
                      tracking.FLOW_RUN_ENV: flow_run_id}):
             with Repo(root) as repo:
-                changed = repo.reproduce(info.name, single_item=True)
+                try:
+                    changed = repo.reproduce(info.name, single_item=True)
+                except Exception:
+                    _restore_outputs(repo, info.name, logger)
+                    raise
         run_id = _read_record(record, info.name)
     status = "executed" if run_id else ("restored" if changed else "up-to-date")
     outcome = StageOutcome(stage=info.name, status=status, seconds=round(time.time() - started, 2), run_id=run_id,

@@ -1,0 +1,148 @@
+"""The smoke DAG through the real Prefect flow, DVC and MLflow, in a throw-away git repository.
+
+One module-scoped project is driven through a sequence a user would follow: a first run, a
+no-change rerun, a changed SFT param, a bad input, and lineage/registry queries in between.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.project import cli, make_project, project_env, run_flow
+
+pytestmark = pytest.mark.integration
+STAGES = ["world", "prefs", "tokenizer", "base_lm", "sft"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("project") / "alignflow")
+    env = project_env(tmp_path_factory.mktemp("home"))
+    proc, outcomes = run_flow(root, env, "--profile", "smoke")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return root, env, outcomes
+
+
+def _mlflow(root):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow/mlflow.db")
+    return mlflow.MlflowClient()
+
+
+def _lock(root):
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+
+
+def test_first_run_executes_every_stage_and_prints_metrics(project):
+    root, _, outcomes = project
+    assert [outcomes[s]["status"] for s in STAGES] == ["executed"] * len(STAGES)
+    assert 0.5 < outcomes["world"]["metrics"]["label_agreement_with_gold"] <= 1.0
+    assert outcomes["base_lm"]["metrics"]["val_ppl"] > 1.0
+    assert "gold_reward_mean" in outcomes["sft"]["metrics"]
+    metrics = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=root, capture_output=True, text=True,
+                             env=project[1], check=True).stdout
+    assert "label_agreement_with_gold" in metrics and "val_ppl" in metrics and "gold_reward_mean" in metrics
+
+
+def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
+    root, _, outcomes = project
+    client = _mlflow(root)
+    experiment = client.get_experiment_by_name("alignflow")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    lock = _lock(root)
+    for stage in STAGES:
+        run = client.get_run(outcomes[stage]["run_id"])
+        tags = run.data.tags
+        assert run.info.status == "FINISHED"
+        assert tags["alignflow.stage"] == stage and tags["alignflow.profile"] == "smoke"
+        assert tags["alignflow.git_commit"] == head
+        parent = client.get_run(tags["mlflow.parentRunId"])
+        assert parent.data.tags["alignflow.kind"] == "flow"
+        for dep in lock[stage]["deps"]:
+            assert tags[f"dvc.dep.{dep['path']}"] == dep["md5"]
+        for out in lock[stage]["outs"]:
+            assert tags[f"dvc.out.{out['path']}"] == out["md5"]
+    sft_run = client.get_run(outcomes["sft"]["run_id"])
+    assert {d.dataset.name for d in sft_run.inputs.dataset_inputs} >= {"sft_train", "sft_val", "eval_prompts"}
+    assert "sft.train.lr" in sft_run.data.params
+    assert experiment is not None
+
+
+def test_registry_aliases_follow_the_gates(project):
+    root, env, outcomes = project
+    client = _mlflow(root)
+    for stage, name in (("base_lm", "base-lm"), ("sft", "policy-sft")):
+        published = outcomes[stage]["published"]
+        gate = json.loads((root / f"models/{stage}/metrics.json").read_text())["gate"]
+        assert str(client.get_model_version_by_alias(name, "candidate").version) == published["version"]
+        aliases = client.get_registered_model(name).aliases
+        assert ("champion" in aliases) == bool(gate["passed"]) == published["champion"]
+    listing = cli(root, env, "registry", "list")
+    assert listing.returncode == 0 and "policy-sft" in listing.stdout
+    path = cli(root, env, "registry", "get", "base-lm@candidate").stdout.strip()
+    from pipelines.models.causal_lm import load_causal_lm
+
+    assert load_causal_lm(path).config.num_hidden_layers == 2
+
+
+def test_second_run_with_nothing_changed_executes_nothing(project):
+    root, env, _ = project
+    proc, outcomes = run_flow(root, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {o["status"] for o in outcomes.values()} == {"up-to-date"}
+    assert "up-to-date" in proc.stdout + proc.stderr
+
+
+def test_changing_an_sft_param_reruns_only_sft(project):
+    root, env, first = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["sft"]["train"]["max_steps"] += 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(cli(root, env, "status", "--json").stdout)
+    assert status["sft"] and not any(status[s] for s in STAGES if s != "sft")
+    assert any("sft" in reason for reason in status["sft"])
+    proc, outcomes = run_flow(root, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert outcomes["sft"]["status"] == "executed"
+    assert all(outcomes[s]["status"] == "up-to-date" for s in STAGES if s != "sft")
+    assert int(outcomes["sft"]["published"]["version"]) == int(first["sft"]["published"]["version"]) + 1
+
+
+def test_lineage_of_a_path_and_of_a_registered_model(project):
+    root, env, _ = project
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    info = json.loads(cli(root, env, "lineage", "models/sft/model", "--json").stdout)
+    lock = _lock(root)
+    assert info["stage"] == "sft" and info["path"] == "models/sft"
+    assert info["output_md5"] == lock["sft"]["outs"][0]["md5"]
+    assert {d["path"] for d in info["inputs"]} >= {"models/base_lm", "data/world/sft_train.jsonl"}
+    assert info["params"]["sft.train.max_steps"] == yaml.safe_load((root / "params.yaml").read_text())["sft"]["train"]["max_steps"]
+    assert info["mlflow_run"]["git_commit"] == head
+    world = json.loads(cli(root, env, "lineage", "data/world/prefs_train.jsonl", "--json").stdout)
+    assert world["stage"] == "world" and world["downstream"] == ["prefs", "tokenizer", "base_lm", "sft"]
+    by_alias = cli(root, env, "lineage", "policy-sft@candidate")
+    assert by_alias.returncode == 0, by_alias.stderr
+    assert "produced by:   stage 'sft'" in by_alias.stdout and info["mlflow_run"]["run_id"] in by_alias.stdout
+    missing = cli(root, env, "lineage", "no/such/file")
+    assert missing.returncode == 2 and "no stage" in missing.stderr
+
+
+def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
+    root, env, _ = project
+    (root / "bad_prefs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+                                          '{"prompt": "p", "chosen": "", "rejected": "b"}\n')
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["prefs"]["path"] = "bad_prefs.jsonl"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = (root / "data/prefs/train.jsonl").read_text()
+    proc, _ = run_flow(root, env, "--stages", "prefs")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "bad_prefs.jsonl: line 2: field 'chosen'" in output
+    assert output.count("Running stage 'prefs'") <= 2  # bad input is not retried
+    assert (root / "data/prefs/train.jsonl").read_text() == before
+    assert not list((root / "data").glob(".prefs.tmp-*"))
