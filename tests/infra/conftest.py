@@ -1,0 +1,13 @@
+import pytest
+
+
+@pytest.fixture()
+def tracking(tmp_path, monkeypatch):
+    """A private MLflow SQLite store for one test."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)

@@ -1,0 +1,41 @@
+"""The stage graph comes from dvc.yaml through DVC, and drives order, upstream and downstream."""
+from __future__ import annotations
+
+import pytest
+
+from alignflow.errors import AlignflowError
+from alignflow.stage_graph import load_stage_graph
+from tests.project import REPO
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return load_stage_graph(REPO)
+
+
+def test_execution_order_respects_dependencies(graph):
+    order = graph.order()
+    assert order.index("world") < order.index("tokenizer") < order.index("base_lm") < order.index("sft")
+    assert order.index("world") < order.index("prefs")
+
+
+def test_targets_pull_in_upstream_only(graph):
+    assert graph.order(["sft"]) == ["world", "tokenizer", "base_lm", "sft"]
+    assert graph.order(["world"]) == ["world"]
+    with pytest.raises(AlignflowError, match="unknown stage"):
+        graph.order(["nope"])
+
+
+def test_producers_consumers_and_downstream(graph):
+    assert graph.producer_of("data/world/sft_train.jsonl").name == "world"
+    assert graph.producer_of("models/sft/model").name == "sft"
+    assert graph.producer_of("README.md") is None
+    assert "sft" in graph.consumers_of("data/world/sft_train.jsonl")
+    assert graph.downstream("base_lm") == ["sft"]
+    assert set(graph.downstream("world")) == {"prefs", "tokenizer", "base_lm", "sft"}
+
+
+def test_registered_stages_declare_their_model(graph):
+    for name in ("base_lm", "sft"):
+        reg = graph.stages[name].registry
+        assert reg["metrics"].startswith(graph.stages[name].outs[0])
