@@ -6,8 +6,9 @@ def tracking(tmp_path, monkeypatch):
     """A private MLflow SQLite store for one test."""
     import mlflow
 
+    previous = mlflow.get_tracking_uri()
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     yield uri
-    mlflow.set_tracking_uri(None)
+    mlflow.set_tracking_uri(previous)
