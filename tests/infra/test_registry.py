@@ -19,7 +19,11 @@ def _publish(root, value, passed, higher=True):
         {"gate": {"passed": passed, "metric": "score", "value": value, "higher_is_better": higher}}))
     (root / "model").mkdir(exist_ok=True)
     (root / "model/weights.txt").write_text(str(value))
-    with mlflow.start_run() as run:
+    name = "registry-test"
+    experiment = mlflow.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
+        name, artifact_location=(root / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_artifacts(str(root / "model"), "model")
     return registry.publish(root, REGISTER, run.info.run_id, "stage_x", {"dvc.out.out": "abc"})
 
