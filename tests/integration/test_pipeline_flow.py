@@ -146,3 +146,27 @@ def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     assert output.count("Running stage 'prefs'") <= 2  # bad input is not retried
     assert (root / "data/prefs/train.jsonl").read_text() == before
     assert not list((root / "data").glob(".prefs.tmp-*"))
+
+
+def test_base_lm_starts_from_a_local_hf_checkpoint_it_did_not_produce(project):
+    root, env, _ = project
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from pipelines.models.causal_lm import load_causal_lm
+    from pipelines.models.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(str(root / "models/tokenizer"))
+    checkpoint = root.parent / "gpt2-tiny"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+                    ).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["base_lm"]["init_from"] = str(checkpoint)
+    params["base_lm"]["train"]["max_steps"] = 3
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc, outcomes = run_flow(root, env, "--stages", "base_lm")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert outcomes["base_lm"]["status"] == "executed" and "sft" not in outcomes
+    assert load_causal_lm(str(root / "models/base_lm/model")).config.model_type == "gpt2"
+    assert outcomes["base_lm"]["metrics"]["train_steps"] == 3
