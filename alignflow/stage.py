@@ -113,7 +113,7 @@ class StageContext:
         self._staged.clear()
 
 
-def _start_run(name: str, root: Path, params: dict):
+def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
     if os.environ.get("ALIGNFLOW_TRACKING", "on") == "off":
         return None
     import mlflow
@@ -130,7 +130,7 @@ def _start_run(name: str, root: Path, params: dict):
     }
     parent = os.environ.get(tracking.PARENT_ENV) or None
     run = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent, tags=tags)
-    stage_params = {k: v for k, v in params.items() if k in (name, "seed", "profile")}
+    stage_params = {k: v for k, v in params.items() if k in (*blocks, "seed", "profile")}
     flat = {k: str(v)[:6000] for k, v in flatten(stage_params).items()}
     for start in range(0, len(flat), 100):
         mlflow.log_params(dict(list(flat.items())[start:start + 100]))
@@ -144,15 +144,18 @@ def _record(name: str, run) -> None:
             fh.write(json.dumps({"stage": name, "run_id": run.info.run_id}) + "\n")
 
 
-def stage_main(name: str, fn: Callable[[StageContext], None]) -> None:
-    """Entry point of a stage command: run `fn`, commit outputs, close the run, exit non-zero on failure."""
+def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str, ...] | None = None) -> None:
+    """Entry point of a stage command: run `fn`, commit outputs, close the run, exit non-zero on failure.
+
+    `blocks` names the params blocks logged to MLflow (default: the block named like the stage).
+    """
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     root = repo_root()
     run = None
     ctx = None
     try:
         params = load_params(root)
-        run = _start_run(name, root, params)
+        run = _start_run(name, root, params, blocks or (name,))
         ctx = StageContext(name, root, params, run)
         fn(ctx)
         ctx._commit_outputs()

@@ -31,11 +31,13 @@ def test_producers_consumers_and_downstream(graph):
     assert graph.producer_of("models/sft/model").name == "sft"
     assert graph.producer_of("README.md") is None
     assert "sft" in graph.consumers_of("data/world/sft_train.jsonl")
-    assert graph.downstream("base_lm") == ["sft"]
-    assert set(graph.downstream("world")) == {"prefs", "tokenizer", "base_lm", "sft"}
+    assert graph.downstream("sft") == ["sft_samples", "rm_compare"]
+    assert {"sft", "gram_pretrain", "gram", "bt_rm", "gram_adapt"} <= set(graph.downstream("base_lm"))
+    assert set(graph.downstream("world")) == set(graph.stages) - {"world"}
+    assert graph.order(["gram"]) == ["world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram"]
 
 
 def test_registered_stages_declare_their_model(graph):
-    for name in ("base_lm", "sft"):
+    for name in ("base_lm", "sft", "gram", "bt_rm"):
         reg = graph.stages[name].registry
         assert reg["metrics"].startswith(graph.stages[name].outs[0])

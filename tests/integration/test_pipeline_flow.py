@@ -11,10 +11,13 @@ import subprocess
 import pytest
 import yaml
 
-from tests.project import cli, make_project, project_env, run_flow
+from alignflow.stage_graph import load_stage_graph
+from tests.project import REPO, cli, make_project, project_env, run_flow
 
 pytestmark = pytest.mark.integration
-STAGES = ["world", "prefs", "tokenizer", "base_lm", "sft"]
+GRAPH = load_stage_graph(REPO)
+STAGES = GRAPH.order()
+PUBLISHED = {name: info.registry["name"] for name, info in GRAPH.stages.items() if info.registry}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,8 @@ def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
 def test_registry_aliases_follow_the_gates(project):
     root, env, outcomes = project
     client = _mlflow(root)
-    for stage, name in (("base_lm", "base-lm"), ("sft", "policy-sft")):
+    assert {"base-lm", "policy-sft", "reward-gram", "reward-bt"} <= set(PUBLISHED.values())
+    for stage, name in PUBLISHED.items():
         published = outcomes[stage]["published"]
         gate = json.loads((root / f"models/{stage}/metrics.json").read_text())["gate"]
         assert str(client.get_model_version_by_alias(name, "candidate").version) == published["version"]
@@ -97,18 +101,27 @@ def test_second_run_with_nothing_changed_executes_nothing(project):
     assert "up-to-date" in proc.stdout + proc.stderr
 
 
-def test_changing_an_sft_param_reruns_only_sft(project):
+def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     root, env, first = project
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["sft"]["train"]["max_steps"] += 2
+    # real-data scoring rides along: rm_compare is downstream of sft anyway
+    hh = [{"chosen": f"\n\nHuman: What is {i} plus 1?\n\nAssistant: {i + 1}",
+           "rejected": f"\n\nHuman: What is {i} plus 1?\n\nAssistant: I cannot help with that."} for i in range(3)]
+    (root / "hh_sample.jsonl").write_text("".join(json.dumps(r) + "\n" for r in hh))
+    params["rm_compare"]["extra_eval"]["source"] = "hh_sample.jsonl"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    affected = {"sft", *GRAPH.downstream("sft")}
+    assert affected == {"sft", "sft_samples", "rm_compare"}
     status = json.loads(cli(root, env, "status", "--json").stdout)
-    assert status["sft"] and not any(status[s] for s in STAGES if s != "sft")
-    assert any("sft" in reason for reason in status["sft"])
+    assert {s for s in STAGES if status[s]} == affected
+    assert any("sft.train.max_steps" in reason or "sft" in reason for reason in status["sft"])
     proc, outcomes = run_flow(root, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert outcomes["sft"]["status"] == "executed"
-    assert all(outcomes[s]["status"] == "up-to-date" for s in STAGES if s != "sft")
+    assert {s for s in STAGES if outcomes[s]["status"] == "executed"} == affected
+    assert all(outcomes[s]["status"] == "up-to-date" for s in STAGES if s not in affected)
+    compare = json.loads((root / "models/rm_compare/metrics.json").read_text())
+    assert compare["extra/n"] == 3 and 0.0 <= compare["gram/extra/acc_label"] <= 1.0
     assert int(outcomes["sft"]["published"]["version"]) == int(first["sft"]["published"]["version"]) + 1
 
 
@@ -123,7 +136,8 @@ def test_lineage_of_a_path_and_of_a_registered_model(project):
     assert info["params"]["sft.train.max_steps"] == yaml.safe_load((root / "params.yaml").read_text())["sft"]["train"]["max_steps"]
     assert info["mlflow_run"]["git_commit"] == head
     world = json.loads(cli(root, env, "lineage", "data/world/prefs_train.jsonl", "--json").stdout)
-    assert world["stage"] == "world" and world["downstream"] == ["prefs", "tokenizer", "base_lm", "sft"]
+    assert world["stage"] == "world" and world["downstream"] == GRAPH.downstream("world")
+    assert {"prefs", "tokenizer", "base_lm", "sft", "gram", "bt_rm"} <= set(world["downstream"])
     by_alias = cli(root, env, "lineage", "policy-sft@candidate")
     assert by_alias.returncode == 0, by_alias.stderr
     assert "produced by:   stage 'sft'" in by_alias.stdout and info["mlflow_run"]["run_id"] in by_alias.stdout

@@ -1,0 +1,52 @@
+"""Stage `bt_rm`: the discriminative Bradley-Terry reward model baseline (same backbone, scalar head).
+
+Published as `reward-bt`; gate: in-distribution gold-order accuracy with a 95% interval above chance.
+"""
+from __future__ import annotations
+
+import shutil
+from functools import partial
+
+from alignflow.stage import StageContext, stage_main
+from alignflow.tracking import file_md5
+from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, collate_bt
+from pipelines.models.causal_lm import load_causal_lm
+from pipelines.models.tokenizer import load_tokenizer
+from pipelines.training.loop import set_seed, train
+from stages.common import checkpoint_key, train_config, write_curves
+from stages.reward_common import evaluate_reward_model, train_records
+
+
+def run(ctx: StageContext) -> None:
+    p = ctx.block("bt_rm")
+    cfg = train_config(ctx, p, "bt_rm")
+    set_seed(ctx.seed)
+    base = ctx.root / "models/base_lm/model"
+    rm = BTRewardModel(load_causal_lm(str(base)), load_tokenizer(str(base)), int(p["max_length"]), seed=ctx.seed)
+    records = train_records(ctx)
+    examples = bt_examples(records, rm.tokenizer, rm.max_length)
+    ctx.log_dataset(ctx.root / "data/prefs/train.jsonl", "training", "prefs_train")
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(ctx.root / "data/prefs/train.jsonl"),
+                                             file_md5(base / "model.safetensors")))
+    result = train(rm, examples, bt_loss, cfg, checkpoint_dir=str(ckpt),
+                   collate_fn=partial(collate_bt, pad_id=rm.pad_id))
+    rm.eval()
+    out = ctx.output("models/bt_rm")
+    metrics = evaluate_reward_model(ctx, rm, out, p["eval"])
+    low = metrics["test_id/acc_gold_ci95_low"]
+    metrics.update({"train_pairs": len(records), "train_steps": result.steps,
+                    "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
+                    "gate": {"passed": low > 0.5, "metric": "test_id/acc_gold", "value": metrics["test_id/acc_gold"],
+                             "threshold": 0.5, "higher_is_better": True,
+                             "reason": f"ID gold-order accuracy 95% CI low {low:.4f} vs chance 0.5"}})
+    rm.save(str(out / "model"))
+    write_curves(out, result.history, "Bradley-Terry reward model", "acc")
+    ctx.log_history(result.history, "train")
+    ctx.write_metrics(out, metrics)
+    ctx.log_artifacts_on_success("models/bt_rm/model", "model")
+    ctx.log_artifacts_on_success("models/bt_rm/plots", "plots")
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    stage_main("bt_rm", run)

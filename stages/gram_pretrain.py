@@ -1,0 +1,57 @@
+"""Stage `gram_pretrain` (GRAM stage 1): next-token training on unlabeled response pairs, no labels.
+
+Loss -log p(y_a | x) - log p(y_b | x, y_a) in the judge layout, so the model learns to read two
+responses side by side before it ever sees a preference label.
+"""
+from __future__ import annotations
+
+import shutil
+from functools import partial
+
+from alignflow.stage import StageContext, stage_main
+from alignflow.tracking import file_md5
+from pipelines.data.jsonl import read_jsonl
+from pipelines.data.lm_data import collate_pad
+from pipelines.evaluation.perplexity import perplexity
+from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
+from pipelines.models.reward import gram_stage1_loss, unlabeled_pair_examples
+from pipelines.models.tokenizer import load_tokenizer
+from pipelines.training.loop import set_seed, train
+from stages.common import checkpoint_key, train_config, write_curves
+
+
+def run(ctx: StageContext) -> None:
+    p = ctx.block("gram_pretrain")
+    cfg = train_config(ctx, p, "gram_pretrain")
+    set_seed(ctx.seed)
+    base = ctx.root / "models/base_lm/model"
+    model, tokenizer = load_causal_lm(str(base)), load_tokenizer(str(base))
+    pairs_path = ctx.root / "data/world/unlabeled_pairs.jsonl"
+    records = read_jsonl(pairs_path)
+    n_val = min(int(p["n_val"]), max(1, len(records) // 10))
+    examples = unlabeled_pair_examples(records, tokenizer, int(p["max_length"]))
+    train_ex, val_ex = examples[n_val:], examples[:n_val]
+    ctx.log_dataset(pairs_path, "training", "unlabeled_pairs")
+    pad = tokenizer.pad_token_id
+
+    def evaluate(m) -> dict:
+        return {"val_ppl": perplexity(m, val_ex, batch_size=32, pad_id=pad)}
+
+    initial = evaluate(model)["val_ppl"]
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(pairs_path), file_md5(base / "model.safetensors")))
+    result = train(model, train_ex, gram_stage1_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
+                   collate_fn=partial(collate_pad, pad_id=pad))
+    final = evaluate(model)["val_ppl"]
+    out = ctx.output("models/gram_pretrain")
+    save_causal_lm(model, tokenizer, str(out / "model"))
+    write_curves(out, result.history, "GRAM stage 1: unlabeled response pairs", "val_ppl")
+    ctx.log_history(result.history, "train")
+    ctx.write_metrics(out, {"val_ppl": round(final, 4), "initial_val_ppl": round(initial, 4),
+                            "train_pairs": len(train_ex), "train_steps": result.steps,
+                            "train_seconds": round(result.elapsed_s, 2),
+                            "stopped_by_time_budget": result.stopped_by_time_budget})
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    stage_main("gram_pretrain", run)
