@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run smoke test dag clean
+.PHONY: setup run smoke study test dag clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ run: setup
 
 smoke: setup
 	$(BIN)/alignflow run --profile smoke
+
+study: setup
+	$(BIN)/alignflow study studies/gram.yaml --profile study
 
 test: setup
 	$(BIN)/python -m pytest -q

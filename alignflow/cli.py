@@ -112,6 +112,41 @@ def _cmd_registry(args) -> int:
     return 0
 
 
+def _cmd_study(args) -> int:
+    import mlflow
+
+    from alignflow import study, tracking
+    from alignflow.params import write_params
+
+    root = repo_root()
+    spec_path = Path(args.spec) if Path(args.spec).is_absolute() else root / args.spec
+    spec = study.load_spec(spec_path)
+    if args.profile:
+        write_params(root, args.profile)
+    experiment_id = tracking.configure(root)
+    commit, dirty = tracking.git_commit(root)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"study:{spec.name}",
+                          tags={"alignflow.kind": "study", "alignflow.study": spec.name,
+                                "alignflow.profile": args.profile or "params.yaml", "alignflow.git_commit": commit,
+                                "alignflow.git_dirty": str(dirty).lower()}) as parent:
+        env = study.study_env(root, parent.info.run_id)
+        if not args.collect_only:
+            study.run_cells(root, spec, env)
+        rows = study.collect(root, spec, env)
+        if not rows:
+            raise AlignflowError(f"study {spec.name}: no finished cells (run it without --collect-only)")
+        summary, claims = study.summarise(spec, rows), study.judge_claims(spec, rows)
+        out = root / "reports" / spec.name
+        study.write_report(out, spec, rows, summary, claims)
+        mlflow.log_artifacts(str(out), "study")
+        for i, claim in enumerate(claims):
+            if claim["difference"] == claim["difference"]:
+                mlflow.log_metric(f"claim_{i}_difference", claim["difference"])
+    print(study.markdown(spec, summary, claims))
+    print(f"report: {out}")
+    return 0
+
+
 def _wait_healthy(url: str, timeout: float) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -170,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("ref", nargs="?")
     reg.add_argument("--json", action="store_true")
     reg.set_defaults(func=_cmd_registry)
+
+    stu = sub.add_parser("study", help="run a study grid as DVC experiments and judge its claims")
+    stu.add_argument("spec", help="study file, e.g. studies/gram.yaml")
+    stu.add_argument("--profile", help="render this profile into params.yaml first (e.g. study)")
+    stu.add_argument("--collect-only", action="store_true", help="aggregate finished cells without running more")
+    stu.set_defaults(func=_cmd_study)
 
     srv = sub.add_parser("serve", help="a scheduled Prefect deployment of the pipeline")
     srv.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * *'")

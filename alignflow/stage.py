@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from alignflow import tracking
 from alignflow.atomic import replace_dir, write_json_atomic
-from alignflow.errors import AlignflowError
+from alignflow.errors import AlignflowError, ParamsError
 from alignflow.params import flatten, load_params, section
 from alignflow.paths import checkpoints_dir, repo_root
 
@@ -43,6 +43,13 @@ class StageContext:
     # ---- params -------------------------------------------------------------------------
     def block(self, key: str) -> dict:
         return section(self.params, key)
+
+    def use_seed(self, key: str) -> int:
+        """Seed this stage from a dedicated param (e.g. `reward_seed`), so a study can vary it alone."""
+        if key not in self.params:
+            raise ParamsError(f"params.yaml: missing '{key}'")
+        self.seed = int(self.params[key])
+        return self.seed
 
     # ---- outputs ------------------------------------------------------------------------
     def output(self, relpath: str) -> Path:
@@ -130,7 +137,8 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
     }
     parent = os.environ.get(tracking.PARENT_ENV) or None
     run = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent, tags=tags)
-    stage_params = {k: v for k, v in params.items() if k in (*blocks, "seed", "profile")}
+    # the stage's own blocks, plus every top-level scalar (seed, reward_seed, profile)
+    stage_params = {k: v for k, v in params.items() if k in blocks or not isinstance(v, dict)}
     flat = {k: str(v)[:6000] for k, v in flatten(stage_params).items()}
     for start in range(0, len(flat), 100):
         mlflow.log_params(dict(list(flat.items())[start:start + 100]))

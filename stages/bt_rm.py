@@ -18,6 +18,7 @@ from stages.reward_common import evaluate_reward_model, train_records
 
 
 def run(ctx: StageContext) -> None:
+    ctx.use_seed("reward_seed")
     p = ctx.block("bt_rm")
     cfg = train_config(ctx, p, "bt_rm")
     set_seed(ctx.seed)

@@ -45,6 +45,7 @@ def _adapt(rm, records: list[dict], cfg, eps: float, seed: int) -> None:
 
 
 def run(ctx: StageContext) -> None:
+    ctx.use_seed("reward_seed")
     p = ctx.block("gram_adapt")
     cfg = train_config(ctx, p, "gram_adapt")
     budgets = sorted({int(b) for b in p["budgets"]})

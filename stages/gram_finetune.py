@@ -48,6 +48,7 @@ def _gate(ctx: StageContext, metrics: dict) -> dict:
 
 def make_run(args: argparse.Namespace):
     def run(ctx: StageContext) -> None:
+        ctx.use_seed("reward_seed")
         p = ctx.block("gram")
         cfg = train_config(ctx, p, "gram")
         eps = float(p["label_smoothing"] if args.label_smoothing is None else args.label_smoothing)

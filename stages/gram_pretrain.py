@@ -21,6 +21,7 @@ from stages.common import checkpoint_key, train_config, write_curves
 
 
 def run(ctx: StageContext) -> None:
+    ctx.use_seed("reward_seed")
     p = ctx.block("gram_pretrain")
     cfg = train_config(ctx, p, "gram_pretrain")
     set_seed(ctx.seed)

@@ -39,6 +39,7 @@ def comparison_table(per_model: dict[str, dict]) -> str:
 
 
 def run(ctx: StageContext) -> None:
+    ctx.use_seed("reward_seed")
     p = ctx.block("rm_compare")
     per_model = {name: json.loads((ctx.root / f"models/{name}/metrics.json").read_text()) for name in MODELS}
     pool = read_jsonl(ctx.root / "data/sft_samples/samples.jsonl")

@@ -145,6 +145,30 @@ def test_lineage_of_a_path_and_of_a_registered_model(project):
     assert missing.returncode == 2 and "no stage" in missing.stderr
 
 
+def test_a_study_runs_its_grid_as_dvc_experiments_and_resumes(project):
+    root, env, _ = project
+    spec = {"name": "tiny", "grid": {"reward_seed": [0, 1], "prefs.limit": [120]}, "seed_key": "reward_seed",
+            "targets": ["bt_rm"], "models": {"BT": "models/bt_rm/metrics.json"},
+            "metrics": ["test_id/acc_gold", "test_ood/acc_gold"],
+            "claims": [{"name": "BT is better in distribution than out",
+                        "better": {"model": "BT", "metric": "test_id/acc_gold"},
+                        "worse": {"model": "BT", "metric": "test_ood/acc_gold"}}]}
+    (root / "tiny.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    proc = cli(root, env, "study", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads((root / "reports/tiny/claims.json").read_text())
+    assert [c["reward_seed"] for c in report["cells"]] == [0, 1]
+    [claim] = report["claims"]
+    assert claim["n_seeds"] == 2 and claim["verdict"] in {"reproduced", "reversed", "inconclusive"}
+    assert (root / "reports/tiny/claims.png").stat().st_size > 0
+    assert "BT is better in distribution than out" in (root / "reports/tiny/claims.md").read_text()
+    shown = subprocess.run(["dvc", "exp", "show", "--json", "--no-pager"], cwd=root, env=env, capture_output=True,
+                           text=True, check=True).stdout
+    assert "tiny-reward_seed0-prefs_limit120" in shown and "tiny-reward_seed1-prefs_limit120" in shown
+    again = cli(root, env, "study", "tiny.yaml")
+    assert again.returncode == 0 and again.stdout.count("exists, skipped") == 2
+
+
 def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     root, env, _ = project
     (root / "bad_prefs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'

@@ -1,0 +1,312 @@
+"""Studies: a grid of param overrides run as DVC experiments, then aggregated into a claims table.
+
+Each grid cell is one `dvc exp run --temp` in a temporary workspace, so every cell is a versioned,
+cached pipeline run (`dvc exp show` lists them) and stages the overrides do not touch are restored
+from DVC's run-cache instead of recomputed. Cells that already exist are skipped, so an interrupted
+study resumes. Seeds are the unit of replication: for each claim and each setting of the other grid
+keys, the per-seed differences get a t-interval, and the claim is called reproduced only when the
+whole 95% interval is on its side.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean, stdev
+
+import yaml
+
+from alignflow.errors import ParamsError
+
+SPEC_KEYS = {"name", "description", "grid", "seed_key", "targets", "models", "metrics", "claims"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    better: tuple[str, str]  # (model label, metric)
+    worse: tuple[str, str]
+    lower_is_better: bool = False
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    description: str
+    grid: dict[str, list]
+    seed_key: str
+    targets: list[str]
+    models: dict[str, str]  # label -> metrics.json path
+    metrics: list[str]
+    claims: list[Claim]
+
+    @property
+    def group_keys(self) -> list[str]:
+        return [k for k in self.grid if k != self.seed_key]
+
+
+def _side(raw, where: str) -> tuple[str, str]:
+    if not isinstance(raw, dict) or set(raw) != {"model", "metric"}:
+        raise ParamsError(f"{where}: expected {{model: ..., metric: ...}}, got {raw!r}")
+    return str(raw["model"]), str(raw["metric"])
+
+
+def load_spec(path: Path) -> StudySpec:
+    """Read and check a study file; every problem names the file and the key."""
+    if not path.is_file():
+        raise ParamsError(f"{path}: study file not found")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise ParamsError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "grid", "seed_key", "models", "metrics"):
+        if key not in data:
+            raise ParamsError(f"{path}: missing '{key}'")
+    grid = data["grid"]
+    if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ParamsError(f"{path}: 'grid' must map param keys to non-empty lists")
+    if data["seed_key"] not in grid:
+        raise ParamsError(f"{path}: seed_key '{data['seed_key']}' is not a grid key")
+    models = {str(k): str(v) for k, v in data["models"].items()}
+    claims = []
+    for i, raw in enumerate(data.get("claims") or []):
+        where = f"{path}: claims[{i}]"
+        claim = Claim(name=str(raw.get("name", f"claim {i}")), better=_side(raw.get("better"), f"{where}.better"),
+                      worse=_side(raw.get("worse"), f"{where}.worse"),
+                      lower_is_better=bool(raw.get("lower_is_better", False)))
+        for label, _ in (claim.better, claim.worse):
+            if label not in models:
+                raise ParamsError(f"{where}: model '{label}' is not in 'models'")
+        claims.append(claim)
+    return StudySpec(name=str(data["name"]), description=str(data.get("description", "")), grid=dict(grid),
+                     seed_key=str(data["seed_key"]), targets=list(data.get("targets") or []), models=models,
+                     metrics=list(data["metrics"]), claims=claims)
+
+
+def cells(spec: StudySpec) -> list[dict]:
+    keys = list(spec.grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(spec.grid[k] for k in keys))]
+
+
+def cell_name(spec: StudySpec, cell: dict) -> str:
+    """A git-ref-safe experiment name, e.g. gram-reward_seed1-prefs_limit250."""
+    parts = [f"{k.replace('.', '_')}{v}" for k, v in cell.items()]
+    return "-".join([spec.name, *parts]).replace("/", "_").replace(" ", "")
+
+
+def _dvc(root: Path, env: dict, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, text=True,
+                          capture_output=capture)
+
+
+def _experiments(root: Path, env: dict) -> dict[str, dict]:
+    """name -> {"params": params.yaml data, "metrics": {file: data}} for every experiment of the baseline."""
+    proc = _dvc(root, env, "exp", "show", "--json", "--no-pager", capture=True)
+    if proc.returncode != 0:
+        raise ParamsError(f"dvc exp show failed: {proc.stderr.strip()[-2000:]}")
+    found = {}
+    for baseline in json.loads(proc.stdout or "[]"):
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                if rev.get("name"):
+                    found[rev["name"]] = {
+                        "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
+                        "metrics": {f: (m or {}).get("data") or {} for f, m in (data.get("metrics") or {}).items()},
+                    }
+    return found
+
+
+def run_cells(root: Path, spec: StudySpec, env: dict, log=print) -> list[str]:
+    """Run every missing cell as `dvc exp run --temp`; returns the names that ran."""
+    existing = _experiments(root, env)
+    ran = []
+    todo = cells(spec)
+    for i, cell in enumerate(todo, 1):
+        name = cell_name(spec, cell)
+        if name in existing:
+            log(f"[{i}/{len(todo)}] {name}: exists, skipped")
+            continue
+        log(f"[{i}/{len(todo)}] {name}: running")
+        overrides = [arg for k, v in cell.items() for arg in ("-S", f"{k}={json.dumps(v)}")]
+        proc = _dvc(root, env, "exp", "run", "--temp", "-n", name, *overrides, *spec.targets)
+        if proc.returncode != 0:
+            raise ParamsError(f"study cell {name} failed (dvc exp run exited {proc.returncode})")
+        ran.append(name)
+    return ran
+
+
+def _lookup(params: dict, dotted: str):
+    value = params
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def collect(root: Path, spec: StudySpec, env: dict) -> list[dict]:
+    """One row per finished cell: its grid values and the study metrics of each model."""
+    found = _experiments(root, env)
+    rows = []
+    for cell in cells(spec):
+        exp = found.get(cell_name(spec, cell))
+        if exp is None:
+            continue
+        row = {"cell": cell_name(spec, cell), **cell}
+        for label, path in spec.models.items():
+            data = exp["metrics"].get(path, {})
+            for metric in spec.metrics:
+                row[f"{label}|{metric}"] = data.get(metric)
+        rows.append(row)
+    return rows
+
+
+def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and t-interval over seeds; with one seed the interval is undefined (nan)."""
+    mean = fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    from scipy.stats import t
+
+    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def _groups(spec: StudySpec, rows: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in spec.group_keys), []).append(row)
+    return groups
+
+
+def summarise(spec: StudySpec, rows: list[dict]) -> list[dict]:
+    """Mean and 95% t-interval across seeds of every model metric, per setting of the other grid keys."""
+    out = []
+    for group, members in sorted(_groups(spec, rows).items(), key=lambda kv: str(kv[0])):
+        for label in spec.models:
+            for metric in spec.metrics:
+                values = [r[f"{label}|{metric}"] for r in members if r.get(f"{label}|{metric}") is not None]
+                if not values:
+                    continue
+                mean, low, high = t_interval(values)
+                out.append({**dict(zip(spec.group_keys, group)), "model": label, "metric": metric,
+                            "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(values)})
+    return out
+
+
+def judge_claims(spec: StudySpec, rows: list[dict]) -> list[dict]:
+    """Per claim and setting: the per-seed difference (oriented so > 0 supports the claim) and a verdict."""
+    out = []
+    for claim in spec.claims:
+        for group, members in sorted(_groups(spec, rows).items(), key=lambda kv: str(kv[0])):
+            diffs = []
+            for r in members:
+                a, b = r.get("|".join(claim.better)), r.get("|".join(claim.worse))
+                if a is not None and b is not None:
+                    diffs.append((b - a) if claim.lower_is_better else (a - b))
+            if not diffs:
+                continue
+            mean, low, high = t_interval(diffs)
+            if math.isnan(low):
+                verdict = "one seed: no interval"
+            elif low > 0:
+                verdict = "reproduced"
+            elif high < 0:
+                verdict = "reversed"
+            else:
+                verdict = "inconclusive"
+            out.append({"claim": claim.name, **dict(zip(spec.group_keys, group)), "difference": mean,
+                        "ci_low": low, "ci_high": high, "n_seeds": len(diffs), "verdict": verdict})
+    return out
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def markdown(spec: StudySpec, summary: list[dict], claims: list[dict]) -> str:
+    keys = spec.group_keys
+    lines = [f"# Study `{spec.name}`", "", spec.description.strip(), "",
+             f"Grid: {', '.join(f'{k} in {v}' for k, v in spec.grid.items())}; seeds are `{spec.seed_key}`. "
+             "Intervals are 95% t-intervals across seeds.", "", "## Claims", "",
+             "| claim | " + " | ".join(keys) + " | difference | 95% CI | seeds | verdict |",
+             "|---|" + "---|" * (len(keys) + 4)]
+    for c in claims:
+        lines.append(f"| {c['claim']} | " + " | ".join(str(c[k]) for k in keys) +
+                     f" | {_fmt(c['difference'])} | [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {c['n_seeds']} | {c['verdict']} |")
+    lines += ["", "## Metrics", "", "| model | metric | " + " | ".join(keys) + " | mean | 95% CI | seeds |",
+              "|---|---|" + "---|" * (len(keys) + 3)]
+    for s in summary:
+        lines.append(f"| {s['model']} | {s['metric']} | " + " | ".join(str(s[k]) for k in keys) +
+                     f" | {_fmt(s['mean'])} | [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] | {s['n_seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(spec: StudySpec, summary: list[dict], path: Path) -> None:
+    """One panel per metric: each model's mean and interval across the non-seed grid settings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in spec.metrics if any(s["metric"] == m for s in summary)]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.8), dpi=110, squeeze=False)
+    settings = sorted({tuple(s[k] for k in spec.group_keys) for s in summary}, key=str)
+    labels = [", ".join(str(v) for v in setting) or "all" for setting in settings]
+    width = 0.8 / max(1, len(spec.models))
+    for ax, metric in zip(axes[0], metrics):
+        for i, model in enumerate(spec.models):
+            xs, ys, errs = [], [], [[], []]
+            for j, setting in enumerate(settings):
+                row = next((s for s in summary if s["metric"] == metric and s["model"] == model
+                            and tuple(s[k] for k in spec.group_keys) == setting), None)
+                if row is None:
+                    continue
+                xs.append(j + i * width)
+                ys.append(row["mean"])
+                low = row["mean"] if math.isnan(row["ci_low"]) else row["ci_low"]
+                high = row["mean"] if math.isnan(row["ci_high"]) else row["ci_high"]
+                errs[0].append(row["mean"] - low)
+                errs[1].append(high - row["mean"])
+            ax.bar(xs, ys, width=width, yerr=errs, capsize=3, label=model)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))])
+        ax.set_xticklabels(labels)
+        ax.set_xlabel(", ".join(spec.group_keys) or "")
+        ax.set_title(metric)
+        lows = [s["ci_low"] for s in summary if s["metric"] == metric and not math.isnan(s["ci_low"])]
+        if lows:
+            ax.set_ylim(bottom=max(0.0, min(lows) - 0.05))
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Study {spec.name}: mean and 95% interval across seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list[dict], claims: list[dict]) -> None:
+    from alignflow.atomic import write_json_atomic, write_text_atomic
+    from pipelines.evaluation.plots import write_csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "claims.md", markdown(spec, summary, claims))
+    write_json_atomic(out_dir / "claims.json", {"cells": rows, "summary": summary, "claims": claims})
+    columns = ["cell", *spec.grid, *(f"{m}|{k}" for m in spec.models for k in spec.metrics)]
+    write_csv(rows, out_dir / "cells.csv", columns)
+    write_csv(summary, out_dir / "summary.csv", [*spec.group_keys, "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"])
+    plot_summary(spec, summary, out_dir / "claims.png")
+
+
+def study_env(root: Path, parent_run_id: str | None) -> dict:
+    """Experiments run in temporary workspaces: point them at this project's MLflow store and study run."""
+    from alignflow import tracking
+
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri(root)
+    if parent_run_id:
+        env[tracking.PARENT_ENV] = parent_run_id
+    return env
