@@ -161,7 +161,8 @@ def collect(root: Path, spec: StudySpec, env: dict) -> list[dict]:
             data = exp["metrics"].get(path, {})
             for metric in spec.metrics:
                 row[f"{label}|{metric}"] = data.get(metric)
-        rows.append(row)
+        if any(row[f"{label}|{metric}"] is not None for label in spec.models for metric in spec.metrics):
+            rows.append(row)  # a cell still running (or failed) has no metrics yet
     return rows
 
 
