@@ -177,6 +177,11 @@ def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, fl
     return mean, mean - half, mean + half
 
 
+def _order(item) -> tuple:
+    """Sort grid settings numerically where they are numbers (250 before 1000)."""
+    return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in item[0])
+
+
 def _groups(spec: StudySpec, rows: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -187,7 +192,7 @@ def _groups(spec: StudySpec, rows: list[dict]) -> dict[tuple, list[dict]]:
 def summarise(spec: StudySpec, rows: list[dict]) -> list[dict]:
     """Mean and 95% t-interval across seeds of every model metric, per setting of the other grid keys."""
     out = []
-    for group, members in sorted(_groups(spec, rows).items(), key=lambda kv: str(kv[0])):
+    for group, members in sorted(_groups(spec, rows).items(), key=_order):
         for label in spec.models:
             for metric in spec.metrics:
                 values = [r[f"{label}|{metric}"] for r in members if r.get(f"{label}|{metric}") is not None]
@@ -203,7 +208,7 @@ def judge_claims(spec: StudySpec, rows: list[dict]) -> list[dict]:
     """Per claim and setting: the per-seed difference (oriented so > 0 supports the claim) and a verdict."""
     out = []
     for claim in spec.claims:
-        for group, members in sorted(_groups(spec, rows).items(), key=lambda kv: str(kv[0])):
+        for group, members in sorted(_groups(spec, rows).items(), key=_order):
             diffs = []
             for r in members:
                 a, b = r.get("|".join(claim.better)), r.get("|".join(claim.worse))
@@ -256,7 +261,8 @@ def plot_summary(spec: StudySpec, summary: list[dict], path: Path) -> None:
 
     metrics = [m for m in spec.metrics if any(s["metric"] == m for s in summary)]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.8), dpi=110, squeeze=False)
-    settings = sorted({tuple(s[k] for k in spec.group_keys) for s in summary}, key=str)
+    settings = [g for g, _ in sorted(((g, None) for g in {tuple(s[k] for k in spec.group_keys) for s in summary}),
+                                     key=_order)]
     labels = [", ".join(str(v) for v in setting) or "all" for setting in settings]
     width = 0.8 / max(1, len(spec.models))
     for ax, metric in zip(axes[0], metrics):
