@@ -16,7 +16,7 @@ from pipelines.evaluation.perplexity import perplexity
 from pipelines.models.causal_lm import build_llama, count_parameters, load_causal_lm, save_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import causal_lm_loss, set_seed, train
-from stages.common import checkpoint_key, texts, train_config, write_curves
+from stages.common import checkpoint_key, finish_trained_model, texts, train_config
 
 
 def run(ctx: StageContext) -> None:
@@ -49,7 +49,6 @@ def run(ctx: StageContext) -> None:
     val_ppl = evaluate(model)["val_ppl"]
     out = ctx.output("models/base_lm")
     save_causal_lm(model, tokenizer, str(out / "model"))
-    write_curves(out, result.history, "Base LM pre-training", "val_ppl")
     threshold = float(p["gate"]["max_val_ppl"])
     metrics = {
         "val_ppl": round(val_ppl, 4),
@@ -66,10 +65,7 @@ def run(ctx: StageContext) -> None:
         "gate": {"passed": val_ppl <= threshold, "metric": "val_ppl", "value": round(val_ppl, 4),
                  "threshold": threshold, "higher_is_better": False},
     }
-    ctx.log_history(result.history, "train")
-    ctx.write_metrics(out, metrics)
-    ctx.log_artifacts_on_success("models/base_lm/model", "model")
-    ctx.log_artifacts_on_success("models/base_lm/plots", "plots")
+    finish_trained_model(ctx, out, "models/base_lm", result.history, "Base LM pre-training", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
 
 

@@ -13,7 +13,7 @@ from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, coll
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import set_seed, train
-from stages.common import checkpoint_key, train_config, write_curves
+from stages.common import checkpoint_key, finish_trained_model, train_config
 from stages.reward_common import evaluate_reward_model, train_records
 
 
@@ -41,11 +41,7 @@ def run(ctx: StageContext) -> None:
                              "threshold": 0.5, "higher_is_better": True,
                              "reason": f"ID gold-order accuracy 95% CI low {low:.4f} vs chance 0.5"}})
     rm.save(str(out / "model"))
-    write_curves(out, result.history, "Bradley-Terry reward model", "acc")
-    ctx.log_history(result.history, "train")
-    ctx.write_metrics(out, metrics)
-    ctx.log_artifacts_on_success("models/bt_rm/model", "model")
-    ctx.log_artifacts_on_success("models/bt_rm/plots", "plots")
+    finish_trained_model(ctx, out, "models/bt_rm", result.history, "Bradley-Terry reward model", "acc", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
 
 

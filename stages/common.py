@@ -35,3 +35,13 @@ def write_curves(out: Path, history: list[dict], title: str, eval_key: str) -> N
     rows = [r for r in history if "loss" in r or eval_key in r]
     write_csv(rows, out / "plots" / "train_curve.csv", ["step", "loss", "lr", eval_key, "elapsed_s"])
     plot_training(history, out / "plots" / "train_curve.png", title, eval_key=eval_key)
+
+
+def finish_trained_model(ctx: StageContext, out: Path, rel_dir: str, history: list[dict], title: str,
+                         eval_key: str, metrics: dict) -> None:
+    """The common end of a model-training stage: curves, MLflow history, metrics.json, model + plots artifacts."""
+    write_curves(out, history, title, eval_key)
+    ctx.log_history(history, "train")
+    ctx.write_metrics(out, metrics)
+    ctx.log_artifacts_on_success(f"{rel_dir}/model", "model")
+    ctx.log_artifacts_on_success(f"{rel_dir}/plots", "plots")

@@ -21,7 +21,7 @@ from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_stage2_loss, preference_examples
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import set_seed, train
-from stages.common import checkpoint_key, train_config, write_curves
+from stages.common import checkpoint_key, finish_trained_model, train_config
 from stages.reward_common import evaluate_reward_model, train_records
 
 GATE_METRIC = "test_ood/acc_gold"
@@ -71,11 +71,8 @@ def make_run(args: argparse.Namespace):
         if args.publish:
             metrics["gate"] = _gate(ctx, metrics)
         rm.save(str(out / "model"))
-        write_curves(out, result.history, f"GRAM stage 2 ({args.name})", "acc")
-        ctx.log_history(result.history, "train")
-        ctx.write_metrics(out, metrics)
-        ctx.log_artifacts_on_success(f"models/{args.name}/model", "model")
-        ctx.log_artifacts_on_success(f"models/{args.name}/plots", "plots")
+        finish_trained_model(ctx, out, f"models/{args.name}", result.history, f"GRAM stage 2 ({args.name})", "acc",
+                             metrics)
         shutil.rmtree(ckpt, ignore_errors=True)
 
     return run

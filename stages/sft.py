@@ -24,7 +24,7 @@ from pipelines.evaluation.sampling import generate_responses
 from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import causal_lm_loss, set_seed, train
-from stages.common import checkpoint_key, train_config, write_curves
+from stages.common import checkpoint_key, finish_trained_model, train_config
 
 
 def _sample_gold(model, tokenizer, prompts: list[dict], ev: dict, seed: int) -> tuple[list[str], list[float]]:
@@ -91,7 +91,6 @@ def run(ctx: StageContext) -> None:
 
     out = ctx.output("models/sft")
     save_causal_lm(model, tokenizer, str(out / "model"))
-    write_curves(out, result.history, "SFT", "val_ppl")
     rows = _by_family(prompts, {"gold_sft": sft_gold, "gold_base": base_gold}, demos)
     write_csv(rows, out / "plots" / "gold_by_family.csv", ["family", "gold_sft", "gold_base", "gold_demos"])
     plot_grouped_bars([r["family"] for r in rows],
@@ -117,10 +116,7 @@ def run(ctx: StageContext) -> None:
                  "threshold": min_gain, "higher_is_better": True,
                  "reason": f"gain {gain:.3f} [{gain_low:.3f}, {gain_high:.3f}] vs min_gain {min_gain}"},
     }
-    ctx.log_history(result.history, "train")
-    ctx.write_metrics(out, metrics)
-    ctx.log_artifacts_on_success("models/sft/model", "model")
-    ctx.log_artifacts_on_success("models/sft/plots", "plots")
+    finish_trained_model(ctx, out, "models/sft", result.history, "SFT", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
 
 
