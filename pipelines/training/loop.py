@@ -464,6 +464,13 @@ class _DeepSpeedBackend:
             raise RuntimeError(f"DeepSpeed could not load checkpoint from {ckpt}")
 
 
+def make_backend(model, cfg: TrainConfig):
+    """The optimiser backend ``train`` uses, for loops that are not one pass over a fixed dataset
+    (PPO): the same AdamW, warm-up + cosine schedule and clipping, DeepSpeed when ``cfg.deepspeed``
+    is set. ``backend.module`` is what to call forward on; ``micro_step(loss, is_boundary)`` steps."""
+    return _DeepSpeedBackend(model, cfg) if cfg.deepspeed else _TorchBackend(model, cfg)
+
+
 # --------------------------------------------------------------------------- loop
 
 
@@ -558,7 +565,7 @@ def train(
     collate = collate_fn or default_collate
     set_seed(cfg.seed)
     stream = _IndexStream(len(train_data), cfg.seed)
-    backend = _DeepSpeedBackend(model, cfg) if cfg.deepspeed else _TorchBackend(model, cfg)
+    backend = make_backend(model, cfg)
     prog = _Progress()
     resumed_from = None
     latest = _latest_checkpoint(checkpoint_dir)

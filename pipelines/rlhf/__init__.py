@@ -1,0 +1,1 @@
+"""RLHF: rollouts, PPO with a KL-penalised reward, DPO, and best-of-n over reward models."""

@@ -1,0 +1,60 @@
+import math
+from functools import partial
+
+import pytest
+import torch
+
+from pipelines.models.causal_lm import build_llama
+from pipelines.rlhf.dpo import _fit, add_reference_logprobs, collate_dpo, dpo_examples, dpo_loss, sequence_logprobs
+from pipelines.training.loop import TrainConfig, train
+from tests.models.conftest import TINY_MODEL
+
+RECORDS = [{"prompt": "the cat sees a red box", "chosen": "a dog reads", "rejected": "the robot the robot paints"},
+           {"prompt": "my friend", "chosen": "3 apples today.", "rejected": "the green tree!"}] * 4
+
+
+def test_truncation_keeps_the_response_and_the_latest_prompt_tokens():
+    q, r = _fit(list(range(10)), list(range(100, 120)), 16)
+    assert q == list(range(2, 10)) and r == list(range(100, 108))
+    q, r = _fit([1, 2], [7, 8], 16)
+    assert (q, r) == ([1, 2], [7, 8])
+    with pytest.raises(ValueError):
+        _fit([1], [2], 3)
+
+
+def test_response_mask_covers_exactly_the_response_and_eos(tokenizer):
+    ex = dpo_examples(RECORDS[:1], tokenizer, 64)[0]
+    b = collate_dpo([ex], tokenizer.pad_token_id)
+    n_resp = len(tokenizer(" a dog reads", add_special_tokens=False)["input_ids"]) + 1
+    assert int(b["response_mask"][0].sum()) == n_resp
+    assert int(b["input_ids"][0, len(ex["chosen_ids"]) - 1]) == tokenizer.eos_token_id
+
+
+def test_dpo_loss_is_log2_at_the_reference_and_falls_with_training(tokenizer):
+    policy = build_llama(dict(TINY_MODEL), tokenizer, seed=0)
+    ref = build_llama(dict(TINY_MODEL), tokenizer, seed=0)
+    examples = dpo_examples(RECORDS, tokenizer, 64)
+    add_reference_logprobs(ref, examples, tokenizer.pad_token_id, progress=False)
+    batch = collate_dpo(examples, tokenizer.pad_token_id)
+    loss, stats = dpo_loss(policy, batch, beta=0.1)
+    assert float(loss) == pytest.approx(math.log(2), abs=1e-5) and stats["margin"] == pytest.approx(0, abs=1e-5)
+    result = train(policy, examples, partial(dpo_loss, beta=0.1), TrainConfig(lr=3e-3, max_steps=15, batch_size=8),
+                   collate_fn=partial(collate_dpo, pad_id=tokenizer.pad_token_id), progress=False)
+    loss_after, stats = dpo_loss(policy, batch, beta=0.1)
+    assert float(loss_after) < 0.5 and stats["acc"] == 1.0 and result.steps == 15
+
+
+def test_dpo_loss_without_reference_is_an_error(tokenizer):
+    batch = collate_dpo(dpo_examples(RECORDS[:2], tokenizer, 64), tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="reference"):
+        dpo_loss(build_llama(dict(TINY_MODEL), tokenizer), batch, 0.1)
+
+
+def test_sequence_logprobs_are_padding_invariant(tokenizer):
+    model = build_llama(dict(TINY_MODEL), tokenizer, seed=1)
+    exs = dpo_examples(RECORDS[:2], tokenizer, 64)
+    both = collate_dpo(exs, tokenizer.pad_token_id)
+    one = collate_dpo(exs[:1], tokenizer.pad_token_id)
+    lp_both = sequence_logprobs(model, both["input_ids"], both["attention_mask"], both["response_mask"])
+    lp_one = sequence_logprobs(model, one["input_ids"], one["attention_mask"], one["response_mask"])
+    assert torch.allclose(lp_both[[0, 2]], lp_one, atol=1e-5)
