@@ -1,0 +1,71 @@
+"""Joint English+German subword vocabulary for CTC speech translation.
+
+A Unigram model over SentencePiece-style pieces ("▁" marks a preceding space) with no
+normaliser, so case and punctuation survive and `decode(encode(s)) == s` for any text made of
+characters seen in training; sacreBLEU scores that detokenised text directly. The CTC blank has
+id 0 because CTC losses and greedy decoders default to blank=0.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+BLANK, PAD, BOS, EOS, UNK = "<blank>", "<pad>", "<s>", "</s>", "<unk>"
+SPECIALS = [BLANK, PAD, BOS, EOS, UNK]  # ids 0..4, in this order
+
+
+class Vocab:
+    """A trained `tokenizers.Tokenizer` with fixed special ids and exact detokenisation."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        for i, tok in enumerate(SPECIALS):
+            if tokenizer.token_to_id(tok) != i:
+                raise ValueError(f"tokenizer must map {tok} to id {i}, got {tokenizer.token_to_id(tok)}")
+        self.tokenizer = tokenizer
+        self.blank_id, self.pad_id, self.bos_id, self.eos_id, self.unk_id = range(len(SPECIALS))
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Subword ids without any special tokens (callers add <s>/</s> where they need them)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Detokenised text; special ids (blank, pad, bos, eos) are dropped."""
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write tokenizer.json to `path` (a directory, or a file path ending in .json)."""
+        path = Path(path)
+        if path.suffix != ".json":
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / "tokenizer.json"
+        tmp = path.with_suffix(".json.tmp")
+        self.tokenizer.save(str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocab":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer.json at {path}")
+        return cls(Tokenizer.from_file(str(path)))
+
+
+def train_vocab(texts: Iterable[str], vocab_size: int = 1000) -> Vocab:
+    """Train a Unigram vocabulary on `texts` (pass both English and German sides)."""
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token=UNK,
+                                      show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return Vocab(tok)

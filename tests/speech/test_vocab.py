@@ -1,0 +1,49 @@
+import pytest
+
+from pipelines.speech.corpus import generate_corpus
+from pipelines.speech.vocab import SPECIALS, Vocab, train_vocab
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return generate_corpus(600, seed=5)
+
+
+@pytest.fixture(scope="module")
+def vocab(corpus):
+    return train_vocab([p[k] for p in corpus for k in ("en", "de")], vocab_size=800)
+
+
+def test_special_ids(vocab):
+    assert [vocab.tokenizer.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3, 4]
+    assert (vocab.blank_id, vocab.pad_id, vocab.bos_id, vocab.eos_id, vocab.unk_id) == (0, 1, 2, 3, 4)
+    assert len(vocab) <= 800
+
+
+def test_round_trip_on_corpus(vocab, corpus):
+    for p in corpus:
+        for text in (p["en"], p["de"]):
+            ids = vocab.encode(text)
+            assert ids and min(ids) >= len(SPECIALS)  # no specials, no <unk>
+            assert vocab.decode(ids) == text
+
+
+def test_round_trip_on_unseen_sentences(vocab):
+    # new sentences from the same lexicon: same characters, so decoding must still be exact
+    for p in generate_corpus(200, seed=99):
+        assert vocab.decode(vocab.encode(p["de"])) == p["de"]
+
+
+def test_decode_drops_ctc_blank_and_specials(vocab):
+    ids = vocab.encode("Der Mann hat den Hund gesehen.")
+    noisy = [vocab.bos_id, vocab.blank_id] + ids[:2] + [vocab.blank_id] + ids[2:] + [vocab.eos_id, vocab.pad_id]
+    assert vocab.decode(noisy) == "Der Mann hat den Hund gesehen."
+
+
+def test_save_load(vocab, corpus, tmp_path):
+    path = vocab.save(tmp_path / "vocab")
+    assert path.name == "tokenizer.json"
+    loaded = Vocab.load(tmp_path / "vocab")
+    assert all(loaded.encode(p["de"]) == vocab.encode(p["de"]) for p in corpus[:50])
+    with pytest.raises(FileNotFoundError):
+        Vocab.load(tmp_path / "missing")
