@@ -26,6 +26,8 @@ def bt_score_fn(rm, batch_size: int = 32) -> ScoreFn:
 def gram_score_fn(gram, references: Mapping[str, str], batch_size: int = 32) -> ScoreFn:
     """P(response beats the prompt's reference response), swap-averaged, in [0, 1]."""
     def score(prompts: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
+        if isinstance(references, ReferenceResponses):
+            references.ensure(prompts)
         missing = [p for p in prompts if p not in references]
         if missing:
             raise KeyError(f"no GRAM reference response for {len(missing)} prompts, e.g. {missing[0]!r}")
@@ -49,3 +51,20 @@ class RewardNormalizer:
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         return (scores.float() - self.mean) / self.std
+
+
+class ReferenceResponses(dict):
+    """prompt -> reference response, generated on first use (greedy, batched) and then kept.
+
+    GRAM scores a sample against its prompt's reference; computing references lazily means a PPO
+    run pays only for the prompts it actually draws.
+    """
+
+    def __init__(self, generate: Callable[[list[str]], list[str]]):
+        super().__init__()
+        self._generate = generate
+
+    def ensure(self, prompts: Sequence[str]) -> None:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self))
+        if missing:
+            self.update(zip(missing, self._generate(missing)))

@@ -49,6 +49,12 @@ def test_first_run_executes_every_stage_and_prints_metrics(project):
     metrics = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=root, capture_output=True, text=True,
                              env=project[1], check=True).stdout
     assert "label_agreement_with_gold" in metrics and "val_ppl" in metrics and "gold_reward_mean" in metrics
+    for policy in ("ppo_gram", "ppo_bt", "dpo"):
+        m = json.loads((root / f"models/{policy}/metrics.json").read_text())
+        assert {"gold", "gold_gain_vs_sft_ci95_low", "proxy/gram", "proxy/bt", "kl", "win_rate_vs_sft"} <= set(m)
+    curve = (root / "models/ppo_gram/plots/overopt.csv").read_text().splitlines()
+    assert curve[0] == "step,gold,proxy,kl,sqrt_kl" and len(curve) >= 3  # before, during and after training
+    assert (root / "models/rlhf_compare/plots/overoptimisation.png").stat().st_size > 10_000
 
 
 def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
@@ -78,7 +84,8 @@ def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
 def test_registry_aliases_follow_the_gates(project):
     root, env, outcomes = project
     client = _mlflow(root)
-    assert {"base-lm", "policy-sft", "reward-gram", "reward-bt"} <= set(PUBLISHED.values())
+    assert {"base-lm", "policy-sft", "reward-gram", "reward-bt", "policy-ppo-gram", "policy-ppo-bt",
+            "policy-dpo"} <= set(PUBLISHED.values())
     for stage, name in PUBLISHED.items():
         published = outcomes[stage]["published"]
         gate = json.loads((root / f"models/{stage}/metrics.json").read_text())["gate"]
@@ -112,7 +119,7 @@ def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     params["rm_compare"]["extra_eval"]["source"] = "hh_sample.jsonl"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     affected = {"sft", *GRAPH.downstream("sft")}
-    assert affected == {"sft", "sft_samples", "rm_compare"}
+    assert affected == {"sft", "sft_samples", "rm_compare", "ppo_gram", "ppo_bt", "dpo", "best_of_n", "rlhf_compare"}
     status = json.loads(cli(root, env, "status", "--json").stdout)
     assert {s for s in STAGES if status[s]} == affected
     assert any("sft.train.max_steps" in reason or "sft" in reason for reason in status["sft"])
