@@ -1,0 +1,124 @@
+"""Fit only the LiSA parameters of a model whose base weights stay frozen.
+
+Why separate: the base model is already trained; LiSA only has to learn to rebuild each replaced
+layer's scores, which takes few steps and few parameters.
+
+Loss = lm_weight * LM loss + distill_weight * attention distillation, where
+
+* LM loss is `objective`'s: next-token CE for Llama, masked-LM CE for BERT (``BertForMaskedLM``
+  and a mask token id; a bare ``BertModel`` can only be trained with distillation, lm_weight=0);
+* distillation compares, for every replaced layer, the LiSA layer's attention probabilities with
+  the teacher's (the original model, same layer index, same inputs): "kl" = KL(teacher || LiSA)
+  summed over keys, "mse" = squared error summed over keys; both averaged over heads, valid
+  (non-padding) query rows and replaced layers.
+
+Data: a list of token-id sequences, right-padded into batches, reshuffled every epoch with a
+generator seeded by ``seed``; AdamW for a fixed number of steps. The model runs in eval mode
+(dropout off), so a fixed seed gives identical results on CPU. tqdm progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipelines.compression.lisa import lisa_parameters, recording_attention
+from pipelines.compression.objective import forward, lm_inputs, make_batches, nll_from_logits, pad_id
+
+DISTILL_LOSSES = ("kl", "mse")
+
+
+@dataclass
+class LisaTrainConfig:
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    lm_weight: float = 1.0
+    distill_weight: float = 0.0
+    distill_loss: str = "kl"
+    mask_token_id: int | None = None  # BERT masked-LM only
+    progress: bool = True
+
+
+def attention_distillation(student: dict, teacher: dict, layers: Sequence[int], attention_mask: torch.Tensor,
+                           kind: str = "kl") -> torch.Tensor:
+    """Mean over ``layers`` of the per-row divergence between captured teacher and student probs."""
+    if kind not in DISTILL_LOSSES:
+        raise ValueError(f"distill_loss must be one of {DISTILL_LOSSES}, got {kind!r}")
+    rows = attention_mask.to(torch.float32)[:, None, :]  # (B, 1, T) valid query rows
+    total = 0.0
+    for layer in layers:
+        p_t, p_s = teacher[layer]["probs"].float(), student[layer]["probs"].float()
+        if kind == "kl":
+            log_ratio = torch.log(p_t.clamp_min(1e-30)) - torch.log(p_s.clamp_min(1e-30))
+            per_row = torch.where(p_t > 0, p_t * log_ratio, torch.zeros_like(p_t)).sum(-1)
+        else:
+            per_row = (p_t - p_s).pow(2).sum(-1)
+        total = total + (per_row * rows).sum() / (rows.sum() * per_row.shape[1])
+    return total / len(layers)
+
+
+def train_lisa(model: nn.Module, sequences: Sequence[Sequence[int]], config: LisaTrainConfig | None = None,
+               teacher: nn.Module | None = None) -> dict:
+    """Train the LiSA parameters of ``model`` in place; returns {"loss", "lm", "distill"}: per-step
+    floats. A model without trainable LiSA parameters ("share" mode) returns empty lists."""
+    cfg = config or LisaTrainConfig()
+    params = [p for _, p in lisa_parameters(model) if p.requires_grad]
+    history = {"loss": [], "lm": [], "distill": []}
+    if not params:
+        return history
+    if cfg.lm_weight <= 0 and cfg.distill_weight <= 0:
+        raise ValueError("nothing to train: lm_weight and distill_weight are both 0")
+    if cfg.distill_weight > 0 and teacher is None:
+        raise ValueError("distill_weight > 0 needs the original model as teacher")
+    layers = model.lisa_state.layers
+    torch.manual_seed(cfg.seed)
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    was_training = model.training
+    model.eval()
+    if teacher is not None:
+        teacher.eval()
+    batches: list = []
+    try:
+        for step in tqdm(range(cfg.steps), desc="lisa", file=sys.stderr, disable=not cfg.progress):
+            if not batches:
+                order = torch.randperm(len(sequences), generator=order_gen).tolist()
+                batches = make_batches(sequences, cfg.batch_size, pad_id(model), order)[::-1]
+            ids, mask = batches.pop()
+            inputs, targets = lm_inputs(model, ids, mask, mask_token_id=cfg.mask_token_id, seed=cfg.seed + step) \
+                if cfg.lm_weight > 0 else (ids, None)
+            distill = cfg.distill_weight > 0
+            with recording_attention(model, all_layers=False) if distill else nullcontext() as student:
+                output = forward(model, inputs, mask)
+            loss = lm = torch.zeros(())
+            if cfg.lm_weight > 0:
+                nll, count = nll_from_logits(model, output, targets)
+                lm = nll / max(count, 1)
+                loss = loss + cfg.lm_weight * lm
+            kd = torch.zeros(())
+            if distill:
+                with torch.no_grad(), recording_attention(teacher) as captured:
+                    forward(teacher, inputs, mask)
+                kd = attention_distillation(student, captured, layers, mask, cfg.distill_loss)
+                loss = loss + cfg.distill_weight * kd
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            history["loss"].append(loss.item())
+            history["lm"].append(lm.item())
+            history["distill"].append(kd.item())
+    finally:
+        model.train(was_training)
+    return history
