@@ -61,10 +61,9 @@ def sample_rollout(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
         raise ValueError("max_new_tokens must be >= 1")
     eos, pad = tokenizer.eos_token_id, _pad_id(tokenizer)
     query_ids, query_mask = _left_pad(encode_queries(tokenizer, prompts), pad)
-    kwargs = dict(max_new_tokens=int(max_new_tokens), eos_token_id=eos, pad_token_id=pad, use_cache=True,
-                  top_k=0, top_p=1.0)
-    if temperature > 0:
-        kwargs.update(do_sample=True, temperature=float(temperature))
+    kwargs = dict(max_new_tokens=int(max_new_tokens), eos_token_id=eos, pad_token_id=pad, use_cache=True)
+    if temperature > 0:  # plain ancestral sampling: no top-k / top-p truncation
+        kwargs.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
     else:
         kwargs.update(do_sample=False)
     was_training = model.training
