@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--name", default="scheduled", help="deployment name")
     srv.add_argument("--port", type=int, default=4200, help="port for a server started here when PREFECT_API_URL is unset")
     srv.set_defaults(func=_cmd_serve)
+
+    from alignflow.lisa_cli import add_lisa_parser
+
+    add_lisa_parser(sub)
     return parser
 
 

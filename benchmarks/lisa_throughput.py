@@ -9,7 +9,8 @@ The LiSA parameters are left at their initialisation: speed does not depend on t
   prefill (prefill time excluded).
 
 Each measurement: ``--warmup`` untimed runs, then ``--repeats`` timed runs, base and LiSA
-alternating so machine noise hits both alike; the median is reported. LiSA goes on the deepest
+alternating so machine noise hits both alike; the median is reported. The measuring code lives in
+`pipelines.compression.throughput` (the `lisa` stage uses the same). LiSA goes on the deepest
 ``--fraction`` of layers (never layer 0). Q/K parameter and FLOP compression come from
 `lisa_report` (FLOPs at each sequence length; they count FFN_heads work per key, so at long
 contexts and small head_dim LiSA's Q/K FLOPs can exceed the original's).
@@ -23,8 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -68,64 +67,30 @@ def replaced_layers(num_layers: int, fraction: float) -> list[int]:
     return list(range(num_layers - 1, num_layers - 1 - count, -1))
 
 
-@torch.inference_mode()
-def prefill_seconds(model, ids) -> float:
-    start = time.perf_counter()
-    model(ids, use_cache=True, logits_to_keep=1)
-    return time.perf_counter() - start
-
-
-@torch.inference_mode()
-def decode_seconds(model, ids, new_tokens: int) -> float:
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    out = model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    token = out.logits[:, -1].argmax(-1, keepdim=True)
-    start = time.perf_counter()
-    for _ in range(new_tokens):
-        out = model(token, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        token = out.logits[:, -1].argmax(-1, keepdim=True)
-    return time.perf_counter() - start
-
-
-def median_pair(fn, models, args) -> list[float]:
-    """Median seconds of ``fn(model)`` per model, runs alternating between the models."""
-    for _ in range(args.warmup):
-        for model in models:
-            fn(model)
-    times = [[] for _ in models]
-    for _ in range(args.repeats):
-        for i, model in enumerate(models):
-            times[i].append(fn(model))
-    return [statistics.median(t) for t in times]
-
-
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     from pipelines.compression.families import family_of
     from pipelines.compression.lisa import apply_lisa, lisa_report
+    from pipelines.compression.throughput import measure_throughput
 
     base = build_base(args)
     if family_of(base).name != "llama":
         raise SystemExit("the throughput benchmark needs a causal LM (Llama family)")
     layers = replaced_layers(len(family_of(base).layers(base)), args.fraction)
     lisa = apply_lisa(copy.deepcopy(base), layers, rank=args.rank, mode=args.mode, seed=args.seed)
-    models = [base, lisa]
-    gen = torch.Generator().manual_seed(args.seed)
+    measured = measure_throughput({"base": base, "lisa": lisa}, args.seq_lens, batch_size=args.batch_size,
+                                  decode_tokens=args.decode_tokens, warmup=args.warmup, repeats=args.repeats,
+                                  threads=args.threads, seed=args.seed)
     rows = []
-    for seq_len in args.seq_lens:
-        ids = torch.randint(3, base.config.vocab_size, (args.batch_size, seq_len), generator=gen)
-        prefill = median_pair(lambda m: prefill_seconds(m, ids), models, args)
-        decode = median_pair(lambda m: decode_seconds(m, ids, args.decode_tokens), models, args)
-        report = lisa_report(lisa, context_len=seq_len)
-        tokens, new = args.batch_size * seq_len, args.batch_size * args.decode_tokens
+    for row in measured:
+        prefill, decode = row["prefill_tok_s"], row["decode_tok_s"]
+        report = lisa_report(lisa, context_len=row["seq_len"])
         rows.append({
-            "seq_len": seq_len,
-            "prefill_tok_s_base": tokens / prefill[0], "prefill_tok_s_lisa": tokens / prefill[1],
-            "decode_tok_s_base": new / decode[0], "decode_tok_s_lisa": new / decode[1],
-            "prefill_speedup": prefill[0] / prefill[1], "decode_speedup": decode[0] / decode[1],
+            "seq_len": row["seq_len"],
+            "prefill_tok_s_base": prefill["base"], "prefill_tok_s_lisa": prefill["lisa"],
+            "decode_tok_s_base": decode["base"], "decode_tok_s_lisa": decode["lisa"],
+            "prefill_speedup": prefill["lisa"] / prefill["base"], "decode_speedup": decode["lisa"] / decode["base"],
             "qk_flop_ratio": report["qk_flop_ratio"],
         })
     report = lisa_report(lisa, context_len=max(args.seq_lens))

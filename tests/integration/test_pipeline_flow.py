@@ -119,7 +119,8 @@ def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     params["rm_compare"]["extra_eval"]["source"] = "hh_sample.jsonl"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     affected = {"sft", *GRAPH.downstream("sft")}
-    assert affected == {"sft", "sft_samples", "rm_compare", "ppo_gram", "ppo_bt", "dpo", "best_of_n", "rlhf_compare"}
+    assert affected == {"sft", "sft_samples", "rm_compare", "ppo_gram", "ppo_bt", "dpo", "best_of_n", "rlhf_compare",
+                        "lisa"}
     status = json.loads(cli(root, env, "status", "--json").stdout)
     assert {s for s in STAGES if status[s]} == affected
     assert any("sft.train.max_steps" in reason or "sft" in reason for reason in status["sft"])
