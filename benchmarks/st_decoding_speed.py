@@ -13,18 +13,18 @@ AR stop at eos (max length still ``--out-len``).
     python benchmarks/st_decoding_speed.py --device cuda --config '{"d_model": 512, "n_heads": 8, "ffn_dim": 2048,
         "acoustic_layers": 12, "textual_layers": 12}' --nast-config '{"src_ctc_layers": [4, 8],
         "tgt_ctc_layers": [4, 8], "cross_layer_from": 3}' --ar-config '{"decoder_layers": 6}'   # paper-sized
-    python benchmarks/st_decoding_speed.py --nast models/nast --ar models/ar --json reports/bench/st.json
+    python benchmarks/st_decoding_speed.py --nast models/st_nast/model --ar models/st_ar/model --free-length \
+        --json reports/bench/st.json   # the trained pipeline models (the st_compare stage times them on real features)
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from pipelines.speech.evaluation import median_seconds
 from pipelines.speech.models import build_model, load_model
 
 SPECIAL = {"pad": 1, "bos": 2, "eos": 3}
@@ -82,23 +82,6 @@ def feature_pool(args, n_mels: int, n: int) -> tuple[torch.Tensor, torch.Tensor]
     feats = torch.randn(n, int(lengths.max()), n_mels, generator=gen)
     feats = feats.masked_fill(torch.arange(feats.size(1))[None, :, None] >= lengths[:, None, None], 0.0)
     return feats, lengths
-
-
-def median_seconds(fn, warmup: int, repeats: int, device: str) -> float:
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -57,16 +57,9 @@ def generate_responses(
             for p in chunk
         ]
         input_ids, attention_mask = _left_pad(rows, pad)
-        kwargs = dict(
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            use_cache=True,
-            top_k=0,
-            top_p=1.0,
-        )
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=float(temperature), top_k=int(top_k or 0))
+        kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad, use_cache=True)
+        if temperature > 0:  # top-k / top-p only mean something when sampling
+            kwargs.update(do_sample=True, temperature=float(temperature), top_k=int(top_k or 0), top_p=1.0)
         else:
             kwargs.update(do_sample=False)
         with torch.random.fork_rng(devices=[]):

@@ -243,7 +243,7 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
                 pg, vf, stats = ppo_losses(logp, values, old_logp[mb], old_values[mb], advantages[mb], returns[mb],
                                            part.response_mask, cfg.clip_range, cfg.clip_range_value)
                 backend.micro_step(pg + cfg.vf_coef * vf, True)
-                for k, v in (("pg_loss", float(pg)), ("vf_loss", float(vf)), *stats.items()):
+                for k, v in (("pg_loss", float(pg.detach())), ("vf_loss", float(vf.detach())), *stats.items()):
                     sums[k] += v
                 n_updates += 1
         policy.eval()

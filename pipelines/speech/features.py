@@ -117,6 +117,7 @@ def extract_features(segments: Sequence, out_path: str | os.PathLike,
     try:
         tensors = {"features": np.ascontiguousarray(data, dtype=np.float32), "offsets": offsets}
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is an ordinary shared file
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):

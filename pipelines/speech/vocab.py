@@ -8,6 +8,7 @@ id 0 because CTC losses and greedy decoders default to blank=0.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -68,4 +69,28 @@ def train_vocab(texts: Iterable[str], vocab_size: int = 1000) -> Vocab:
     trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token=UNK,
                                       show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    return Vocab(tok)
+    return Vocab(_canonical(tok))
+
+
+def _canonical(tok: Tokenizer, digits: int = 9) -> Tokenizer:
+    """The same pieces in a reproducible order, so two runs on the same texts give the same ids.
+
+    The Unigram trainer (tokenizers 0.2x) is not reproducible across processes: scores differ in
+    their last bits (float sums in hash-map order), and the single characters it appends to cover the
+    alphabet get made-up scores (each 1e-4 below the previous, down to a floor) in hash-set order. Scores are rounded,
+    pieces sorted by (score descending, piece), and that appended run of characters is re-sorted by
+    character onto the same scores. Specials keep ids 0..4.
+    """
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    n = len(SPECIALS)
+    rest = sorted(((piece, round(score, digits)) for piece, score in vocab[n:]), key=lambda x: (-x[1], x[0]))
+    start = len(rest) - 1  # first piece of that run
+    while start > 0 and len(rest[start][0]) == len(rest[start - 1][0]) == 1 \
+            and min(abs(gap := rest[start - 1][1] - rest[start][1]), abs(gap - 1e-4)) < 1e-7:
+        start -= 1
+    if len(rest) - start > 1:
+        tail = rest[start:]
+        rest[start:] = list(zip(sorted(p for p, _ in tail), [sc for _, sc in tail]))
+    data["model"]["vocab"] = [list(x) for x in vocab[:n]] + [list(x) for x in rest]
+    return Tokenizer.from_str(json.dumps(data))

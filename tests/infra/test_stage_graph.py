@@ -34,7 +34,11 @@ def test_producers_consumers_and_downstream(graph):
     assert set(graph.downstream("sft")) == {"sft_samples", "rm_compare", "ppo_gram", "ppo_bt", "dpo", "best_of_n",
                                             "rlhf_compare", "lisa"}
     assert {"sft", "gram_pretrain", "gram", "bt_rm", "gram_adapt"} <= set(graph.downstream("base_lm"))
-    assert set(graph.downstream("world")) == set(graph.stages) - {"world"}
+    speech = {"speech_corpus", "speech_vocab", "speech_features", "st_nast", "st_ar", "st_nast_nopae",
+              "st_nast_nocross", "st_nast_curriculum", "st_compare"}
+    assert speech <= set(graph.stages)  # the speech branch is independent of the alignment branch
+    assert set(graph.downstream("world")) == set(graph.stages) - {"world"} - speech
+    assert set(graph.downstream("speech_corpus")) == speech - {"speech_corpus"}
     assert graph.order(["gram"]) == ["world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram"]
 
 

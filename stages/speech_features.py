@@ -1,0 +1,30 @@
+"""Stage `speech_features`: 80-dim Kaldi fbank with utterance CMVN for every split, one safetensors
+cache per split (data/speech/features/<split>.safetensors, keyed by segment id)."""
+from __future__ import annotations
+
+import time
+
+from alignflow.stage import StageContext, stage_main
+from pipelines.speech.features import FbankConfig, FeatureCache, extract_features
+from pipelines.speech.corpus import SPLITS
+from stages.speech_common import FEATURES_DIR, segments
+
+
+def run(ctx: StageContext) -> None:
+    out = ctx.output(FEATURES_DIR)
+    config = FbankConfig()
+    metrics: dict = {"num_mel_bins": config.num_mel_bins, "cmvn": config.cmvn, "frame_shift_ms": config.frame_shift_ms}
+    for split in SPLITS:
+        segs = segments(ctx, split)
+        start = time.perf_counter()
+        path = extract_features(segs, out / f"{split}.safetensors", config=config, progress=False)
+        cache = FeatureCache(path)
+        frames = [cache.num_frames(i) for i in range(len(cache))]
+        metrics[split] = {"utterances": len(cache), "frames": int(sum(frames)), "max_frames": int(max(frames)),
+                          "mean_frames": round(sum(frames) / len(frames), 1),
+                          "seconds": round(time.perf_counter() - start, 2)}
+    ctx.write_metrics(out, metrics)
+
+
+if __name__ == "__main__":
+    stage_main("speech_features", run, blocks=())
