@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -24,6 +25,14 @@ from alignflow.paths import checkpoints_dir, repo_root
 
 log = logging.getLogger("alignflow.stage")
 BAD_INPUT_EXIT = 2
+
+
+_MLFLOW_NAME_BAD = re.compile(r"[^0-9A-Za-z_\-. :/]")
+
+
+def mlflow_metric_name(key: str) -> str:
+    """MLflow accepts letters, digits and `_-. :/` in metric names; metrics.json keeps the original key."""
+    return _MLFLOW_NAME_BAD.sub("_", str(key))
 
 
 class StageContext:
@@ -79,7 +88,7 @@ class StageContext:
             return
         import mlflow
 
-        numeric = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
+        numeric = {mlflow_metric_name(k): float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
         if numeric:
             mlflow.log_metrics(numeric, step=step)
 

@@ -31,7 +31,8 @@ def texts(path: Path) -> list[str]:
 
 
 def write_curves(out: Path, history: list[dict], title: str, eval_key: str) -> None:
-    """plots/train_curve.csv for `dvc plots` and a PNG for people."""
+    """plots/train_curve.csv for `dvc plots` and a PNG for people (the loop logs `train_loss`; plotted as `loss`)."""
+    history = [{**r, "loss": r["train_loss"]} if "train_loss" in r and "loss" not in r else r for r in history]
     rows = [r for r in history if "loss" in r or eval_key in r]
     write_csv(rows, out / "plots" / "train_curve.csv", ["step", "loss", "lr", eval_key, "elapsed_s"])
     plot_training(history, out / "plots" / "train_curve.png", title, eval_key=eval_key)

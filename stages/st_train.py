@@ -174,8 +174,7 @@ def make_run(args: argparse.Namespace):
                      "higher_is_better": True,
                      "reason": f"tst-COMMON BLEU {bleu:.2f} {scores[main]['ci95']} ({main}) vs min_bleu {min_bleu}"},
         }
-        history = [{**r, "loss": r["train_loss"]} if "train_loss" in r else r for r in result.history]
-        finish_trained_model(ctx, out, f"models/{args.name}", history, f"{args.name} ({args.kind})", "eval_loss",
+        finish_trained_model(ctx, out, f"models/{args.name}", result.history, f"{args.name} ({args.kind})", "eval_loss",
                              metrics)
         shutil.rmtree(ckpt, ignore_errors=True)
 

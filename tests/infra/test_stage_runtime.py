@@ -67,3 +67,10 @@ def test_crash_exits_1(tmp_path, monkeypatch, tracking):
     with pytest.raises(SystemExit) as exit_info:
         stage_main("toy", run)
     assert exit_info.value.code == 1
+
+
+def test_metric_names_mlflow_rejects_are_made_safe():
+    from alignflow.stage import mlflow_metric_name
+
+    assert mlflow_metric_name("ms_per_utt/nast_greedy@b1") == "ms_per_utt/nast_greedy_b1"
+    assert mlflow_metric_name("test_id/acc_gold") == "test_id/acc_gold"

@@ -7,13 +7,6 @@ import torch
 
 from pipelines.speech.models.ctc import collapse, ctc_loss, greedy_decode, min_frames, viterbi_align
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on a shared 2-core machine: one thread avoids OpenMP contention (10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def brute_force_best(log_probs: torch.Tensor, target: list[int]):

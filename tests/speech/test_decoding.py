@@ -6,34 +6,16 @@ import torch
 from pipelines.speech.models import build_model, collate
 from pipelines.speech.models.ar import shift_targets
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on a shared 2-core machine: one thread avoids OpenMP contention (10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-SPECIAL = {"pad": 1, "bos": 2, "eos": 3}
-VOCAB = 12
+from tests.speech.batches import SPECIAL, VOCAB, make_batch
+
 TINY_AR = {
     "n_mels": 16, "d_model": 32, "n_heads": 4, "ffn_dim": 64, "subsample_channels": 32, "conv_kernel": 5,
     "acoustic_layers": 2, "textual_layers": 2, "decoder_layers": 2, "dropout": 0.0,
 }
 
 
-def make_batch(frames=(48, 36, 60, 28), tgt_lens=(4, 3, 5, 2), seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    examples = [
-        {
-            "features": torch.randn(t, 16, generator=gen),
-            "tgt_ids": torch.randint(4, VOCAB, (n,), generator=gen).tolist(),
-            "src_ids": torch.randint(4, VOCAB, (n + 1,), generator=gen).tolist(),
-        }
-        for t, n in zip(frames, tgt_lens)
-    ]
-    return collate(examples, pad_id=SPECIAL["pad"])
 
 
 def ar(seed=0, **overrides):

@@ -8,17 +8,10 @@ from pipelines.speech.models import build_model, collate, greedy_decode, load_mo
 from pipelines.speech.models.curriculum import glance
 from pipelines.speech.models.subsampling import conv_out_lengths
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on a shared 2-core machine: one thread avoids OpenMP contention (10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-SPECIAL = {"pad": 1, "bos": 2, "eos": 3}
-VOCAB = 12
+from tests.speech.batches import SPECIAL, VOCAB, make_batch
+
 TINY = {
     "n_mels": 16, "d_model": 32, "n_heads": 4, "ffn_dim": 64, "subsample_channels": 32, "conv_kernel": 5,
     "acoustic_layers": 2, "textual_layers": 3, "src_ctc_layers": [1], "tgt_ctc_layers": [1, 2],
@@ -26,17 +19,6 @@ TINY = {
 }
 
 
-def make_batch(frames=(48, 36, 60, 28), tgt_lens=(4, 3, 5, 2), seed=0, n_mels=16):
-    gen = torch.Generator().manual_seed(seed)
-    examples = [
-        {
-            "features": torch.randn(t, n_mels, generator=gen),
-            "tgt_ids": torch.randint(4, VOCAB, (n,), generator=gen).tolist(),
-            "src_ids": torch.randint(4, VOCAB, (n + 1,), generator=gen).tolist(),
-        }
-        for t, n in zip(frames, tgt_lens)
-    ]
-    return collate(examples, pad_id=SPECIAL["pad"])
 
 
 def nast(seed=0, **overrides):
