@@ -42,12 +42,12 @@ def run(ctx: StageContext) -> None:
     proxies = proxy_scorers(ctx, greedy_references(ref_lm, tokenizer, rl["eval"]), int(rl["eval"]["batch_size"]))
     out = ctx.output("models/dpo")
     metrics = evaluate_policy(ctx, policy, ref_lm, tokenizer, proxies, out)
-    last = next((r for r in reversed(result.history) if "acc" in r), {})
+    last = next((r for r in reversed(result.history) if "train_acc" in r), {})
     metrics.update({"train_pairs": len(examples), "train_steps": result.steps, "beta": beta,
                     "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
-                    "final_train_acc": last.get("acc"), "gate": gold_gate(metrics)})
+                    "final_train_acc": last.get("train_acc"), "gate": gold_gate(metrics)})
     save_causal_lm(policy, tokenizer, str(out / "model"))
-    finish_trained_model(ctx, out, "models/dpo", result.history, "DPO", "acc", metrics)
+    finish_trained_model(ctx, out, "models/dpo", result.history, "DPO", "train_acc", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
 
 
