@@ -11,11 +11,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_overoptimisation(series: Mapping[str, Sequence[Mapping]], path: Path, sft_gold: float | None = None) -> None:
-    """One line per method; each point has ``sqrt_kl``, ``gold`` and ``proxy_gain`` (proxy minus its
-    value at KL 0, in standard deviations of the initial policy's proxy scores)."""
+    """One line per method, points joined in the order given (training order for PPO, n for
+    best-of-n); each point has ``sqrt_kl``, ``gold`` and ``proxy_gain`` (proxy minus its value at KL 0,
+    in standard deviations of the initial policy's proxy scores)."""
     fig, (ax_gold, ax_proxy) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     for (name, points), colour in zip(series.items(), plt.cm.tab10.colors):
-        pts = sorted(points, key=lambda r: r["sqrt_kl"])
+        pts = list(points)
         xs = [r["sqrt_kl"] for r in pts]
         style = "o-" if len(pts) > 1 else "s"
         ax_gold.plot(xs, [r["gold"] for r in pts], style, color=colour, label=name, markersize=4)
