@@ -29,6 +29,9 @@ class PairScorer(Protocol):
 
     Returns a dict of 1-D tensors/arrays: `p` (order-averaged), `p_order1` (y1 shown in position
     A) and `p_order2` (y1 shown in position B). Discriminative models return three equal arrays.
+    A scorer whose samples need more than the prompt text (an image) may instead define
+    `prob_first_better_records(records)`, given the records themselves (chosen as y1); the
+    harness prefers it when present.
     """
 
     def prob_first_better(self, prompts: list[str], ys1: list[str], ys2: list[str]) -> dict: ...
@@ -82,8 +85,11 @@ def score_pairs(scorer: PairScorer, records: Sequence[Mapping], batch_size: int 
     parts: dict[str, list[np.ndarray]] = {"p": [], "p_order1": [], "p_order2": []}
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
-        out = scorer.prob_first_better([r["prompt"] for r in batch], [r["chosen"] for r in batch],
-                                       [r["rejected"] for r in batch])
+        if hasattr(scorer, "prob_first_better_records"):  # multimodal: the sample is more than its prompt text
+            out = scorer.prob_first_better_records(batch)
+        else:
+            out = scorer.prob_first_better([r["prompt"] for r in batch], [r["chosen"] for r in batch],
+                                           [r["rejected"] for r in batch])
         for key in parts:
             parts[key].append(_batch_output(out, key, len(batch)))
     return tuple(np.concatenate(parts[k]) for k in ("p", "p_order1", "p_order2"))  # type: ignore[return-value]

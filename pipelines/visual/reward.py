@@ -1,0 +1,124 @@
+"""The visual reward model: a LLaVA backbone with a bias-free scalar head (RoVRM's readout).
+
+Reward = head(final hidden state of the last real token), the eos after the response, which is
+never an image position. The vision tower stays frozen; projector and LM train. Pairwise loss
+``-log sigmoid(r_chosen - r_rejected)``. Scores records (not bare prompt strings) because a sample
+is an image plus text: `prob_first_better_records` is what the shared pair harness calls.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pipelines.models.reward.backbone import last_token_index
+
+from .encoding import Layout, collate_pairs, pair_examples
+from .vlm import freeze_vision_tower, load_vlm, save_vlm
+
+HEAD_FILE = "reward_head.safetensors"
+CONFIG_FILE = "visual_rm.json"
+FORMAT = "visual-rm-v1"
+
+ImageFn = Callable[[dict], "np.ndarray | None"]
+
+
+def hidden_states(vlm, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+    """Final hidden states `[n, L, d]` of the LLaVA base model (no vocabulary projection)."""
+    out = vlm.model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, use_cache=False)
+    return out.last_hidden_state
+
+
+class VisualRewardModel(nn.Module):
+    def __init__(self, vlm, tokenizer, max_length: int, seed: int = 0):
+        super().__init__()
+        self.vlm = vlm
+        self.tokenizer = tokenizer
+        self.layout = Layout.of(vlm, tokenizer, max_length)
+        hidden = int(vlm.config.text_config.hidden_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.head = nn.Linear(hidden, 1, bias=False)
+            nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        self.frozen_params = freeze_vision_tower(vlm)
+
+    @property
+    def pad_id(self) -> int:
+        return self.layout.pad_id
+
+    def forward(self, input_ids, attention_mask, pixel_values=None) -> torch.Tensor:
+        h = hidden_states(self.vlm, input_ids, attention_mask, pixel_values)
+        rows = torch.arange(h.shape[0])
+        return self.head(h[rows, last_token_index(attention_mask)]).squeeze(-1).float()
+
+    def examples(self, records: Sequence[dict], image_fn: ImageFn) -> list[dict]:
+        return pair_examples(records, self.layout, [image_fn(r) for r in records])
+
+    @torch.no_grad()
+    def reward_pairs(self, records: Sequence[dict], image_fn: ImageFn, batch_size: int = 32
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(r_chosen, r_rejected) for every record, in eval mode."""
+        was_training = self.training
+        self.eval()
+        chosen, rejected = [], []
+        try:
+            for start in range(0, len(records), batch_size):
+                batch = collate_pairs(self.examples(records[start:start + batch_size], image_fn), self.pad_id)
+                r = self(**batch)
+                n = r.shape[0] // 2
+                chosen.append(r[:n].numpy())
+                rejected.append(r[n:].numpy())
+        finally:
+            self.train(was_training)
+        return np.concatenate(chosen), np.concatenate(rejected)
+
+    def scorer(self, image_fn: ImageFn) -> "RecordScorer":
+        return RecordScorer(self, image_fn)
+
+    def save(self, out_dir: Path) -> None:
+        out = Path(out_dir)
+        save_vlm(self.vlm, self.tokenizer, out)
+        save_file({"weight": self.head.weight.detach().contiguous()}, str(out / HEAD_FILE))
+        (out / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "max_length": self.layout.max_length}, indent=2))
+
+
+class RecordScorer:
+    """The pair-harness adapter: P(chosen beats rejected) = sigmoid(r_c - r_r), order-free."""
+
+    def __init__(self, rm: VisualRewardModel, image_fn: ImageFn, batch_size: int = 32):
+        self.rm, self.image_fn, self.batch_size = rm, image_fn, batch_size
+
+    def prob_first_better_records(self, records: Sequence[dict]) -> dict:
+        rc, rr = self.rm.reward_pairs(records, self.image_fn, self.batch_size)
+        p = 1.0 / (1.0 + np.exp(-(rc - rr)))
+        return {"p": p, "p_order1": p, "p_order2": p}
+
+
+def pairwise_loss(model: VisualRewardModel, batch: dict):
+    """Mean ``-log sigmoid(r_chosen - r_rejected)`` and batch accuracy."""
+    r = model(**batch)
+    n = r.shape[0] // 2
+    d = r[:n] - r[n:]
+    loss = -F.logsigmoid(d).mean()
+    return loss, {"acc": float((d > 0).float().mean())}
+
+
+def load_visual_rm(path: Path) -> VisualRewardModel:
+    """A reward model saved by `VisualRewardModel.save` (safetensors only)."""
+    p = Path(path)
+    cfg_path = p / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{p} is not a visual reward model directory (no {CONFIG_FILE})")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+    vlm, tokenizer = load_vlm(str(p))
+    rm = VisualRewardModel(vlm, tokenizer, int(cfg["max_length"]))
+    rm.head.weight.data.copy_(load_file(str(p / HEAD_FILE))["weight"])
+    return rm.eval()
