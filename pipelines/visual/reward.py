@@ -18,9 +18,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pipelines.models.reward.backbone import last_token_index
+from pipelines.models.reward.batching import pad_right
 
 from .encoding import Layout, collate_pairs, pair_examples
-from .vlm import freeze_vision_tower, load_vlm, save_vlm
+from .vlm import freeze_vision_tower, load_vlm, pixel_tensor, save_vlm
 
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "visual_rm.json"
@@ -77,6 +78,24 @@ class VisualRewardModel(nn.Module):
         finally:
             self.train(was_training)
         return np.concatenate(chosen), np.concatenate(rejected)
+
+    @torch.no_grad()
+    def rewards(self, records: Sequence[dict], image_fn: ImageFn, batch_size: int = 64) -> np.ndarray:
+        """Reward of each record's "response" to its "prompt" (with its image), in eval mode."""
+        was_training = self.training
+        self.eval()
+        out = []
+        try:
+            for start in range(0, len(records), batch_size):
+                batch = records[start:start + batch_size]
+                seqs = [self.layout.sample_ids(r["prompt"], r["response"], image_fn(r) is not None)[0] for r in batch]
+                ids, mask = pad_right(seqs, self.pad_id)
+                present = [image_fn(r) for r in batch if image_fn(r) is not None]
+                pixels = pixel_tensor(np.stack(present)) if present else None
+                out.append(self(ids, mask, pixels).numpy())
+        finally:
+            self.train(was_training)
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def scorer(self, image_fn: ImageFn) -> "RecordScorer":
         return RecordScorer(self, image_fn)

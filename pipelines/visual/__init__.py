@@ -1,0 +1,1 @@
+"""A simulated visual world (scenes, images, templated facts) with a gold hallucination oracle."""

@@ -1,0 +1,54 @@
+"""Load real visual preference data (LLaVA / RLAIF-V style JSON lines) into the pair schema.
+
+Each line: {"image": path, "prompt" or "question": str, "chosen": str, "rejected": str,
+optional "id", "family"}. Relative image paths are resolved against `image_root` when given,
+else against the JSONL file's directory; the record's "image" holds the resolved path, so it
+opens from any working directory. Real pairs have no gold: gold fields and
+label_agrees_with_gold are None. Every error names the file and the 1-based line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pipelines.data.jsonl import JsonlError, iter_jsonl
+
+
+def _text(path: Path, line: int, record: dict[str, Any], *keys: str) -> str:
+    key = next((k for k in keys if k in record), None)
+    if key is None:
+        raise JsonlError(path, line, f"missing key {' or '.join(repr(k) for k in keys)}")
+    value = record[key]
+    if not isinstance(value, str):
+        raise JsonlError(path, line, f"key {key!r} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise JsonlError(path, line, f"key {key!r} is empty")
+    return value
+
+
+def load_visual_pairs(path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Read and check every line; raise on the first bad one rather than train on a partial set."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"visual pairs file not found: {path}")
+    root = Path(image_root) if image_root is not None else path.parent
+    records = []
+    for line, raw in iter_jsonl(path):
+        image = root / _text(path, line, raw, "image")
+        if not image.is_file():
+            raise FileNotFoundError(f"{path}: line {line}: image file not found: {image}")
+        prompt = _text(path, line, raw, "prompt", "question")
+        chosen = _text(path, line, raw, "chosen")
+        rejected = _text(path, line, raw, "rejected")
+        if chosen == rejected:
+            raise JsonlError(path, line, "'chosen' and 'rejected' are identical")
+        family = _text(path, line, raw, "family") if "family" in raw else "real"
+        rid = raw.get("id", f"{path.stem}-{line}")
+        records.append({"id": str(rid), "kind": "visual", "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                        "gold_chosen": None, "gold_rejected": None, "label_agrees_with_gold": None,
+                        "family": family, "image": str(image), "spec": {}})
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records

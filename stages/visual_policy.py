@@ -1,0 +1,93 @@
+"""Stage `visual_policy`: the vision-language policy, pre-trained to caption and answer (LLaVA architecture).
+
+Trains a BPE tokenizer (plus `<image>`) on the branch's texts and builds a small LLaVA from
+`visual.policy.model`, or starts from the checkpoint named by `visual.policy.init` (a local LLaVA
+directory, or a hub name with a network). Then supervised captioning / answer training on
+`data/visual/sft.jsonl`. Scored by the gold oracle on greedy answers to held-out visual prompts:
+hallucination rate and recall. The visual reward models start from this model; best-of-n samples it.
+"""
+from __future__ import annotations
+
+import shutil
+from functools import partial
+
+import numpy as np
+
+from alignflow.stage import StageContext, stage_main
+from alignflow.tracking import file_md5
+from pipelines.evaluation.bootstrap import bootstrap_mean_ci
+from pipelines.training.loop import set_seed, train
+from pipelines.visual.encoding import Layout, collate_lm, lm_examples
+from pipelines.visual.oracle import grade
+from pipelines.visual.policy import captioning_loss, sample_responses
+from pipelines.visual.scene import Scene
+from pipelines.visual.vlm import build_llava, image_size, load_vlm, n_image_tokens, save_vlm, train_vlm_tokenizer
+from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.visual_common import WORLD, ImageStore, world_records
+
+TOKENIZER_FILES = ("sft.jsonl", "visual_pool.jsonl", "caption_pool.jsonl", "text_pool.jsonl")
+
+
+def _texts(ctx: StageContext):
+    """Every prompt and response the branch will show the model (so no word falls apart into bytes)."""
+    for name in TOKENIZER_FILES:
+        for rec in world_records(ctx, name):
+            yield from (rec[k] for k in ("prompt", "response", "chosen", "rejected") if rec.get(k))
+
+
+def oracle_scores(records: list[dict], responses: list[str]) -> dict[str, np.ndarray]:
+    """Per-response hallucination rate, recall and gold from each record's scene graph."""
+    graded = [grade(Scene.from_dict(r["spec"]["scene"]), r["spec"]["prompt"], y) for r, y in zip(records, responses)]
+    return {k: np.array([g[k] for g in graded], dtype=np.float64) for k in ("hallucination_rate", "recall", "gold")}
+
+
+def run(ctx: StageContext) -> None:
+    ctx.use_seed("visual_seed")
+    p = ctx.block("visual")["policy"]
+    set_seed(ctx.seed)
+    if p.get("init"):
+        vlm, tokenizer = load_vlm(str(p["init"]))
+    else:
+        tokenizer = train_vlm_tokenizer(_texts(ctx), int(p["vocab_size"]))
+        vlm = build_llava(p["model"], tokenizer, seed=ctx.seed)
+    layout = Layout.of(vlm, tokenizer, int(p["max_length"]))
+    images = ImageStore(ctx.root / WORLD, image_size(vlm))
+    sft = world_records(ctx, "sft.jsonl")
+    examples = lm_examples(sft, layout, [images(r) for r in sft])
+    ctx.log_dataset(ctx.root / WORLD / "sft.jsonl", "training", "visual_sft")
+    cfg = train_config(ctx, p, "visual.policy")
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(ctx.root / WORLD / "sft.jsonl")))
+    result = train(vlm, examples, captioning_loss, cfg, checkpoint_dir=str(ckpt),
+                   collate_fn=partial(collate_lm, pad_id=layout.pad_id))
+
+    ev = p["eval"]
+    held_out = world_records(ctx, "visual_test.jsonl")[: int(ev["n_prompts"])]
+    answers = [a[0] for a in sample_responses(vlm, layout, held_out, [images(r) for r in held_out], n=1,
+                                              max_new_tokens=int(ev["max_new_tokens"]), temperature=1.0,
+                                              seed=ctx.seed, greedy=True)]
+    scores = oracle_scores(held_out, answers)
+    metrics: dict = {"n_params": sum(t.numel() for t in vlm.parameters()), "image_tokens": n_image_tokens(vlm),
+                     "train_examples": len(sft), "train_steps": result.steps,
+                     "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
+                     "final_train_loss": round(float(result.history[-1].get("train_loss", float("nan"))), 5)
+                     if result.history else None, "eval_prompts": len(held_out)}
+    for key, values in scores.items():
+        mean, low, high = bootstrap_mean_ci(values, 1000, ctx.seed)
+        metrics.update({f"greedy/{key}": round(mean, 5), f"greedy/{key}_ci95_low": round(low, 5),
+                        f"greedy/{key}_ci95_high": round(high, 5)})
+    families = sorted({r["family"] for r in held_out})
+    for fam in families:
+        idx = [i for i, r in enumerate(held_out) if r["family"] == fam]
+        metrics[f"greedy/family/{fam}/hallucination_rate"] = round(float(scores["hallucination_rate"][idx].mean()), 5)
+        metrics[f"greedy/family/{fam}/recall"] = round(float(scores["recall"][idx].mean()), 5)
+    out = ctx.output("models/visual_policy")
+    save_vlm(vlm, tokenizer, out / "model")
+    (out / "samples.md").write_text("\n".join(f"- **{r['prompt']}** ({r['image']}) -> {a}"
+                                             for r, a in zip(held_out[:20], answers[:20])) + "\n")
+    finish_trained_model(ctx, out, "models/visual_policy", result.history, "Visual policy captioning loss",
+                         "val_loss", metrics)
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    stage_main("visual_policy", run, blocks=("visual",))
