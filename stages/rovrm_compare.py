@@ -28,10 +28,12 @@ CHOOSERS = {"rovrm": "models/rovrm/model", "visual_only": "models/rovrm_visual_o
 
 
 def _pair_credit(path) -> dict[str, float]:
-    """Per-pair gold-order credit from a stage's pairs CSV (gold ties dropped)."""
+    """Per-pair gold-order credit from a stage's pairs CSV (gold ties dropped); label credit on real pairs."""
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     p = np.array([float(r["p"]) for r in rows])
+    if any(r["gold_chosen"] in ("", None) for r in rows):  # real test pairs: the label is all there is
+        return {r["id"]: float(1.0 if x > 0.5 else 0.5 if x == 0.5 else 0.0) for r, x in zip(rows, p)}
     credit, used = gold_order_correctness(p, [float(r["gold_chosen"]) for r in rows],
                                           [float(r["gold_rejected"]) for r in rows])
     return {r["id"]: float(c) for r, c, u in zip(rows, credit, used) if u}

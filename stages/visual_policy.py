@@ -61,7 +61,9 @@ def run(ctx: StageContext) -> None:
                    collate_fn=partial(collate_lm, pad_id=layout.pad_id))
 
     ev = p["eval"]
-    held_out = world_records(ctx, "visual_test.jsonl")[: int(ev["n_prompts"])]
+    # held-out visual prompts with a scene graph (real test pairs have none: then the best-of-n prompts)
+    graded = [r for r in world_records(ctx, "visual_test.jsonl") if (r.get("spec") or {}).get("scene")]
+    held_out = (graded or world_records(ctx, "bon_prompts.jsonl"))[: int(ev["n_prompts"])]
     answers = [a[0] for a in sample_responses(vlm, layout, held_out, [images(r) for r in held_out], n=1,
                                               max_new_tokens=int(ev["max_new_tokens"]), temperature=1.0,
                                               seed=ctx.seed, greedy=True)]

@@ -39,6 +39,12 @@ def test_producers_consumers_and_downstream(graph):
     assert speech <= set(graph.stages)  # the speech branch is independent of the alignment branch
     assert set(graph.downstream("world")) == set(graph.stages) - {"world"} - speech
     assert set(graph.downstream("speech_corpus")) == speech - {"speech_corpus"}
+    visual = {"visual_world", "visual_policy", "visual_select", "rovrm", "rovrm_visual_only", "rovrm_ablations",
+              "rovrm_compare"}
+    # the visual branch reads the text world's preference pairs (its text pool) and nothing else upstream
+    assert set(graph.downstream("visual_world")) == visual - {"visual_world"}
+    assert visual <= set(graph.downstream("prefs")) and not visual & set(graph.downstream("base_lm"))
+    assert set(graph.downstream("visual_select")) == {"rovrm", "rovrm_visual_only", "rovrm_ablations", "rovrm_compare"}
     assert graph.order(["gram"]) == ["world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram"]
 
 

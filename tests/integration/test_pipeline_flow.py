@@ -85,7 +85,7 @@ def test_registry_aliases_follow_the_gates(project):
     root, env, outcomes = project
     client = _mlflow(root)
     assert {"base-lm", "policy-sft", "reward-gram", "reward-bt", "policy-ppo-gram", "policy-ppo-bt",
-            "policy-dpo"} <= set(PUBLISHED.values())
+            "policy-dpo", "reward-visual", "reward-visual-baseline"} <= set(PUBLISHED.values())
     for stage, name in PUBLISHED.items():
         published = outcomes[stage]["published"]
         gate = json.loads((root / f"models/{stage}/metrics.json").read_text())["gate"]

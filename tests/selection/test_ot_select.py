@@ -179,3 +179,27 @@ def test_bad_inputs(call, message):
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=message):
         call(rng.standard_normal((4, 5)), rng.standard_normal((3, 5)))
+
+
+def test_capacity_selection_covers_every_target_mode_where_balanced_scoring_and_centroid_do_not():
+    """Targets split evenly over two modes; candidates crowd mode A (900), mode B is rare (30), plus 500
+    off-target. The k-capacity plan must take all of mode B; a centroid rule and the balanced
+    (every-candidate-ships-its-mass) score, measured to favour the crowded mode, do not."""
+    rng = np.random.default_rng(7)
+    centers = _centers(3, count=4)
+    targets = np.concatenate([_sample(centers[:1], 50, rng), _sample(centers[1:2], 50, rng)])
+    mode_a, mode_b = _sample(centers[:1], 900, rng), _sample(centers[1:2], 30, rng)
+    off = _sample(centers[2:], 500, rng)
+    candidates = np.concatenate([mode_a, mode_b, off])
+    is_b = np.zeros(len(candidates), dtype=bool)
+    is_b[900:930] = True
+    k = 100
+    capacity = select_ot(candidates, targets, k)
+    balanced = np.sort(np.argsort(ot_scores(candidates, targets).scores, kind="stable")[:k])
+    centroid = select_centroid(candidates, targets, k)
+    # mode B's 50 target units find only 30 B candidates: the other 20 come from the nearest others
+    assert is_b[capacity.indices].sum() == 30 and (capacity.indices >= 930).sum() <= 20
+    assert is_b[balanced].sum() < 30 and is_b[centroid.indices].sum() < 30
+    dist = {name: selection_distance(candidates[idx], targets) for name, idx in
+            (("capacity", capacity.indices), ("balanced", balanced), ("centroid", centroid.indices))}
+    assert dist["capacity"] < min(dist["balanced"], dist["centroid"])

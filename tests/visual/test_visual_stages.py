@@ -1,0 +1,167 @@
+"""The visual (RoVRM) stages end to end on a tiny world: world -> policy -> OT selection -> reward models
+-> ablations -> comparison, plus real visual pairs swapped in and the errors bad params or files give."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from alignflow.errors import ParamsError
+from alignflow.stage import StageContext
+from pipelines.data.jsonl import write_jsonl_atomic
+from pipelines.visual.render import save_png
+from stages import rovrm, rovrm_ablations, rovrm_compare, visual_policy, visual_select, visual_world
+
+PHASE = {"epochs": 1, "lr": 0.001, "weight_decay": 0.0, "warmup_steps": 2, "batch_size": 8, "log_every": 5}
+VISUAL = {
+    "world": {"image_size": 24, "min_objects": 1, "max_objects": 3, "n_visual_pool": 30, "n_visual_test": 16,
+              "n_caption_pool": 30, "n_scene_text": 20, "n_text_world": 10, "n_sft": 24, "n_bon_prompts": 3,
+              "label_noise": 0.1, "error_probs": {"absent_object": 0.3, "wrong_colour": 0.3, "wrong_count": 0.3,
+                                                  "wrong_relation": 0.3, "omission": 0.3}},
+    "real": {"pool": None, "test": None, "image_root": None},
+    "policy": {"init": None, "vocab_size": 400, "max_length": 128,
+               "model": {"vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                    "num_attention_heads": 2, "image_size": 24, "patch_size": 8},
+                         "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                  "num_attention_heads": 2, "max_position_embeddings": 160}},
+               "train": {"lr": 0.001, "max_steps": 6, "batch_size": 8, "warmup_steps": 1, "log_every": 3},
+               "eval": {"n_prompts": 4, "max_new_tokens": 8}},
+    "select": {"n_visual": 12, "k_caption": 10, "k_text": 8, "solver": "auto", "reg": 0.05,
+               "max_dense_entries": 16_000_000, "batch_size": 8192, "embed_batch_size": 16},
+    "rm": {"max_length": 128, "phases": {"text": PHASE, "caption": PHASE, "visual": PHASE},
+           "eval": {"n_pairs": 16, "batch_size": 16, "bootstrap": 50}},
+    "ablations": ["no_text", "random"],
+    "best_of_n": {"ns": [1, 2], "n_prompts": 3, "temperature": 1.0, "max_new_tokens": 8, "bootstrap": 50},
+}
+PARAMS = {"seed": 0, "profile": "unit", "visual_seed": 0, "visual": VISUAL}
+
+
+def _text_world(n: int) -> list[dict]:
+    return [{"id": f"prefs_train-{i:06d}", "family": "arithmetic", "prompt": f"What is {i} plus {i}?",
+             "chosen": f"{i} plus {i} is {2 * i}.", "rejected": f"The answer is {2 * i + 1}.",
+             "gold_chosen": 1.0, "gold_rejected": 0.0, "spec": {"family": "arithmetic"}} for i in range(n)]
+
+
+def _run(root, name, fn, params=PARAMS):
+    ctx = StageContext(name, root, copy.deepcopy(params), None)
+    try:
+        fn(ctx)
+    except BaseException:
+        ctx._discard_outputs()
+        raise
+    ctx._commit_outputs()
+    return ctx
+
+
+def _metrics(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("visual-project")
+    write_jsonl_atomic(_text_world(12), root / "data/prefs/train.jsonl")
+    _run(root, "visual_world", visual_world.run)
+    _run(root, "visual_policy", visual_policy.run)
+    _run(root, "visual_select", visual_select.run)
+    for name, variant in (("rovrm", "rovrm"), ("rovrm_visual_only", "visual_only")):
+        _run(root, name, rovrm.make_run(rovrm.parse_args(["--name", name, "--variant", variant])))
+    _run(root, "rovrm_ablations", rovrm_ablations.run)
+    _run(root, "rovrm_compare", rovrm_compare.run)
+    return root
+
+
+def test_world_and_policy(project):
+    world = _metrics(project / "data/visual/metrics.json")
+    assert world["files"]["visual_pool.jsonl"] == 30 and world["real_pairs"] == {}
+    policy = _metrics(project / "models/visual_policy/metrics.json")
+    assert policy["train_steps"] == 6 and policy["image_tokens"] == 9
+    assert 0.0 <= policy["greedy/hallucination_rate"] <= 1.0 and 0.0 <= policy["greedy/recall"] <= 1.0
+    assert (project / "models/visual_policy/model/model.safetensors").is_file()
+
+
+def test_selection_is_chained_and_baselines_keep_equal_k(project):
+    sel = json.loads((project / "data/visual_select/selections.json").read_text())
+    assert set(sel) == {"ot", "random", "centroid", "all"}
+    for method in ("ot", "random", "centroid"):
+        assert len(sel[method]["caption"]) == 10 and len(sel[method]["text"]) == 8
+    assert len(sel["all"]["caption"]) == 30 and len(sel["all"]["text"]) == 30
+    m = _metrics(project / "data/visual_select/metrics.json")
+    assert m["n_visual"] == 12 and 0.0 <= m["ot/text_scene_share"] <= 1.0 and m["ot/caption_distance"] >= 0
+    assert sum(1 for _ in open(project / "data/visual_select/visual_train.jsonl")) == 12
+
+
+def test_reward_models_train_their_phases_and_gate(project):
+    m = _metrics(project / "models/rovrm/metrics.json")
+    assert m["phases"] == ["text", "caption", "visual"]
+    assert (m["text/pairs"], m["caption/pairs"], m["visual/pairs"]) == (8, 10, 12)
+    assert set(m["gate"]) >= {"passed", "metric", "value", "threshold"} and m["test_visual/n"] == 16
+    base = _metrics(project / "models/rovrm_visual_only/metrics.json")
+    assert base["phases"] == ["visual"] and base["train_steps"] == 2
+    ab = _metrics(project / "models/rovrm_ablations/metrics.json")
+    assert ab["no_text/phases"] == ["caption", "visual"] and "random/test_visual/acc_gold" in ab
+    assert (project / "models/rovrm/model/reward_head.safetensors").is_file()
+
+
+def test_compare_reports_accuracy_best_of_n_and_claims(project):
+    m = _metrics(project / "models/rovrm_compare/metrics.json")
+    for name in ("rovrm", "visual_only", "no_text", "random"):
+        assert 0.0 <= m[f"acc/{name}"] <= 1.0
+    for chooser in ("rovrm", "visual_only", "random", "oracle"):
+        assert 0.0 <= m[f"bon/{chooser}/n2/hallucination_rate"] <= 1.0
+    # n = 1 has one candidate: every chooser picks it
+    assert len({m[f"bon/{c}/n1/hallucination_rate"] for c in ("rovrm", "visual_only", "random", "oracle")}) == 1
+    assert m["bon/oracle/n2/hallucination_rate"] <= m["bon/random/n2/hallucination_rate"]
+    assert isinstance(m["claims/rovrm_more_accurate_than_visual_only"], bool)
+    with open(project / "models/rovrm_compare/plots/best_of_n.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 4 * 2
+
+
+def test_selection_sizes_beyond_the_pool_fail_naming_the_key(project):
+    params = copy.deepcopy(PARAMS)
+    params["visual"]["select"]["k_text"] = 10_000
+    before = (project / "data/visual_select/selections.json").read_bytes()
+    with pytest.raises(ParamsError, match="visual.select.k_text"):
+        _run(project, "visual_select", visual_select.run, params)
+    assert (project / "data/visual_select/selections.json").read_bytes() == before
+
+
+def test_real_visual_pairs_replace_the_generated_ones(tmp_path):
+    write_jsonl_atomic(_text_world(12), tmp_path / "data/prefs/train.jsonl")
+    real = tmp_path / "real"
+    img = np.zeros((30, 30, 3), dtype=np.uint8)
+    img[5:20, 5:20, 0] = 255
+    save_png(img, real / "imgs/a.png")
+    rows = [{"image": "imgs/a.png", "question": "What colour is the square?", "chosen": "The square is red.",
+             "rejected": "The square is blue."}] * 3
+    write_jsonl_atomic(rows, real / "pool.jsonl")
+    params = copy.deepcopy(PARAMS)
+    params["visual"]["real"] = {"pool": str(real / "pool.jsonl"), "test": None, "image_root": None}
+    _run(tmp_path, "visual_world", visual_world.run, params)
+    pool = [json.loads(line) for line in open(tmp_path / "data/visual/visual_pool.jsonl")]
+    assert len(pool) == 3 and pool[0]["image"] == str((real / "imgs/a.png").resolve())
+    assert _metrics(tmp_path / "data/visual/metrics.json")["real_pairs"]["pool"]["pairs"] == 3
+
+    # real test pairs too: no gold, so reward models are scored (and gated) on their labels
+    write_jsonl_atomic(rows * 6, real / "test.jsonl")
+    params["visual"]["real"]["test"] = str(real / "test.jsonl")
+    _run(tmp_path, "visual_world", visual_world.run, params)
+    _run(tmp_path, "visual_policy", visual_policy.run, params)
+    _run(tmp_path, "visual_select", visual_select.run, {**params, "visual": {**params["visual"], "select": {
+        **params["visual"]["select"], "n_visual": 3}}})
+    _run(tmp_path, "rovrm_visual_only", rovrm.make_run(rovrm.parse_args(["--name", "rovrm_visual_only",
+                                                                          "--variant", "visual_only"])), params)
+    m = _metrics(tmp_path / "models/rovrm_visual_only/metrics.json")
+    assert m["gate"]["metric"] == "test_visual/acc_label" and "test_visual/acc_gold" not in m
+
+    params["visual"]["real"]["pool"] = str(real / "missing.jsonl")
+    with pytest.raises(ParamsError, match="visual.real.pool"):
+        _run(tmp_path, "visual_world", visual_world.run, params)
+    write_jsonl_atomic([{**rows[0], "image": "imgs/none.png"}], real / "bad.jsonl")
+    params["visual"]["real"]["pool"] = str(real / "bad.jsonl")
+    with pytest.raises((ValueError, FileNotFoundError), match="bad.jsonl"):
+        _run(tmp_path, "visual_world", visual_world.run, params)
+    assert len(open(tmp_path / "data/visual/visual_pool.jsonl").readlines()) == 3  # the last good output stays
