@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +12,7 @@ import numpy as np
 
 from alignflow.errors import ParamsError
 from alignflow.stage import StageContext
+from alignflow.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs, plot_reliability
@@ -49,6 +51,14 @@ class ImageStore:
         return self._cache[rel]
 
 
+def weights_md5(model_dir: Path) -> str:
+    """md5 of a checkpoint's weights file (the shard index when save_pretrained sharded a large model)."""
+    for name in ("model.safetensors", "model.safetensors.index.json"):
+        if (Path(model_dir) / name).is_file():
+            return file_md5(Path(model_dir) / name)
+    raise FileNotFoundError(f"{model_dir}: no model.safetensors (or shard index)")
+
+
 def phase_config(ctx: StageContext, phase: str, n_pairs: int) -> TrainConfig:
     """A phase's TrainConfig: `epochs` over its data become optimiser steps, so data size sets the cost."""
     key = f"visual.rm.phases.{phase}"
@@ -73,13 +83,17 @@ def train_visual_rm(ctx: StageContext, phases: Sequence[tuple[str, list[dict]]],
     history: list[dict] = []
     summary: dict = {"phases": [name for name, _ in phases]}
     offset = 0
+    policy_md5 = weights_md5(ctx.root / POLICY)  # a new policy never resumes an old run
+    checkpoints = []
     for name, records in phases:
         if name not in PHASES:
             raise ValueError(f"unknown RoVRM phase {name!r}; phases are {PHASES}")
         if not records:
             raise ValueError(f"phase {name!r} of {tag} has no training pairs")
         cfg = phase_config(ctx, name, len(records))
-        ckpt = ctx.checkpoint_dir(checkpoint_key(tag, name, cfg.to_dict(), [r["id"] for r in records], offset))
+        ckpt = ctx.checkpoint_dir(checkpoint_key(tag, name, cfg.to_dict(), [r["id"] for r in records], offset,
+                                                 policy_md5))
+        checkpoints.append(ckpt)
         result = train(rm, rm.examples(records, images), pairwise_loss, cfg, checkpoint_dir=str(ckpt),
                        collate_fn=partial(collate_pairs, pad_id=rm.pad_id))
         history += [{**row, "step": row["step"] + offset, "phase_index": PHASES.index(name)} for row in result.history]
@@ -87,6 +101,8 @@ def train_visual_rm(ctx: StageContext, phases: Sequence[tuple[str, list[dict]]],
         summary.update({f"{name}/pairs": len(records), f"{name}/steps": result.steps,
                         f"{name}/seconds": round(result.elapsed_s, 2)})
     summary["train_steps"] = offset
+    for ckpt in checkpoints:  # resuming is for interrupted runs; a finished model is the stage's output
+        shutil.rmtree(ckpt, ignore_errors=True)
     rm.eval()
     return rm, history, summary
 
