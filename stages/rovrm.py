@@ -13,7 +13,7 @@ import sys
 from alignflow.stage import StageContext, stage_main
 from stages.common import finish_trained_model
 from stages.visual_common import (
-    VARIANTS, accuracy_gate, evaluate_visual_rm, policy_images, train_visual_rm, variant_phases,
+    VARIANTS, accuracy_gate, evaluate_visual_rm, policy_images, remove_checkpoints, train_visual_rm, variant_phases,
 )
 
 
@@ -28,12 +28,15 @@ def make_run(args: argparse.Namespace):
     def run(ctx: StageContext) -> None:
         ctx.use_seed("visual_seed")
         images = policy_images(ctx)
-        rm, history, summary = train_visual_rm(ctx, variant_phases(ctx, args.variant), images, args.name)
+        rm, history, summary, checkpoints = train_visual_rm(ctx, variant_phases(ctx, args.variant), images, args.name)
         out = ctx.output(f"models/{args.name}")
         metrics = evaluate_visual_rm(ctx, rm, images, out)
-        metrics.update({"variant": args.variant, **summary, "gate": accuracy_gate(metrics)})
+        metrics.update({"variant": args.variant, **summary})
+        metrics["gate"] = accuracy_gate(metrics)
         rm.save(out / "model")
-        finish_trained_model(ctx, out, f"models/{args.name}", history, f"Visual RM ({args.variant})", "acc", metrics)
+        finish_trained_model(ctx, out, f"models/{args.name}", history, f"Visual RM ({args.variant})", "train_acc",
+                             metrics)
+        remove_checkpoints(checkpoints)
 
     return run
 

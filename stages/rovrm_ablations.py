@@ -11,7 +11,7 @@ from alignflow.errors import ParamsError
 from alignflow.stage import StageContext, stage_main
 from pipelines.evaluation.plots import plot_grouped_bars
 from stages.visual_common import (
-    TEST_SPLIT, VARIANTS, evaluate_visual_rm, policy_images, train_visual_rm, variant_phases,
+    VARIANTS, accuracy_key, evaluate_visual_rm, policy_images, remove_checkpoints, train_visual_rm, variant_phases,
 )
 
 
@@ -25,16 +25,20 @@ def run(ctx: StageContext) -> None:
     images = policy_images(ctx)
     out = ctx.output("models/rovrm_ablations")
     metrics: dict = {"variants": variants}
+    checkpoints = []
     for variant in variants:
-        rm, history, summary = train_visual_rm(ctx, variant_phases(ctx, variant), images, f"rovrm_ablations/{variant}")
+        rm, history, summary, folders = train_visual_rm(ctx, variant_phases(ctx, variant), images,
+                                                        f"rovrm_ablations/{variant}")
+        checkpoints += folders
         metrics.update(evaluate_visual_rm(ctx, rm, images, out, prefix=f"{variant}/"))
         metrics.update({f"{variant}/{k}": v for k, v in summary.items()})
         ctx.log_history(history, variant)
-    key = f"{TEST_SPLIT}/acc_gold"
-    plot_grouped_bars(variants, {"gold-order accuracy": [metrics[f"{v}/{key}"] for v in variants],
-                                 "CI low": [metrics[f"{v}/{key}_ci95_low"] for v in variants]},
+    keys = {v: accuracy_key(metrics, f"{v}/") for v in variants}
+    plot_grouped_bars(variants, {"accuracy": [metrics[keys[v]] for v in variants],
+                                 "CI low": [metrics[f"{keys[v]}_ci95_low"] for v in variants]},
                       out / "plots" / "ablations.png", "RoVRM ablations: held-out visual pairs", "accuracy")
     ctx.write_metrics(out, metrics)
+    remove_checkpoints(checkpoints)
 
 
 if __name__ == "__main__":

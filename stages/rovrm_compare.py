@@ -76,6 +76,7 @@ def best_of_n(ctx: StageContext, b: dict) -> tuple[list[dict], dict]:
     graded = oracle_scores([r for r in prompts for _ in range(ns[-1])], [y for ys in samples for y in ys])
     shape = (len(prompts), ns[-1])
     hall, recall = graded["hallucination_rate"].reshape(shape), graded["recall"].reshape(shape)
+    gold = graded["gold"].reshape(shape)
     picks: dict[str, dict[int, np.ndarray]] = {}
     for name, rel in CHOOSERS.items():
         reward = load_visual_rm(ctx.root / rel).rewards(flat, images).reshape(shape)
@@ -96,13 +97,18 @@ def best_of_n(ctx: StageContext, b: dict) -> tuple[list[dict], dict]:
                             f"bon/{chooser}/n{n}/hallucination_rate_ci95_low": round(low, 5),
                             f"bon/{chooser}/n{n}/hallucination_rate_ci95_high": round(high, 5),
                             f"bon/{chooser}/n{n}/recall": round(float(r.mean()), 5)})
+    # paired over prompts at the largest n: hallucination rate (lower is better) and gold = recall - hallucination,
+    # since a chooser could cut hallucinations by picking empty answers (they state nothing false)
     top = ns[-1]
-    d, d_low, d_high = paired_difference_ci(hall[rows_idx, picks["rovrm"][top]], hall[rows_idx, picks["visual_only"][top]],
-                                            n_boot, ctx.seed)
-    metrics.update({f"bon/n{top}/rovrm_minus_visual_only": round(d, 5),
-                    f"bon/n{top}/rovrm_minus_visual_only_ci95_low": round(d_low, 5),
-                    f"bon/n{top}/rovrm_minus_visual_only_ci95_high": round(d_high, 5),
-                    "bon/n_prompts": len(prompts), "bon/sample_hallucination_rate": round(float(hall.mean()), 5)})
+    for other in ("visual_only", "random"):
+        for name, values in (("hallucination_rate", hall), ("gold", gold)):
+            d, d_low, d_high = paired_difference_ci(values[rows_idx, picks["rovrm"][top]],
+                                                    values[rows_idx, picks[other][top]], n_boot, ctx.seed)
+            key = f"bon/n{top}/{name}/rovrm_minus_{other}"
+            metrics.update({key: round(d, 5), f"{key}_ci95_low": round(d_low, 5), f"{key}_ci95_high": round(d_high, 5)})
+    for chooser, by_n in picks.items():
+        metrics[f"bon/{chooser}/n{top}/gold"] = round(float(gold[rows_idx, by_n[top]].mean()), 5)
+    metrics.update({"bon/n_prompts": len(prompts), "bon/sample_hallucination_rate": round(float(hall.mean()), 5)})
     return rows, metrics
 
 
@@ -113,13 +119,12 @@ def run(ctx: StageContext) -> None:
     bon_rows, bon_metrics = best_of_n(ctx, b)
     metrics.update(bon_metrics)
     top = max(int(n) for n in b["ns"])
-    metrics.update({
-        "claims/rovrm_more_accurate_than_visual_only": metrics["acc/rovrm_minus_visual_only_ci95_low"] > 0,
-        f"claims/bon{top}_rovrm_fewer_hallucinations_than_visual_only":
-            metrics[f"bon/n{top}/rovrm_minus_visual_only_ci95_high"] < 0,
-        f"claims/bon{top}_rovrm_fewer_hallucinations_than_random_pick":
-            metrics[f"bon/rovrm/n{top}/hallucination_rate_ci95_high"] < metrics[f"bon/random/n{top}/hallucination_rate"],
-    })
+    metrics["claims/rovrm_more_accurate_than_visual_only"] = metrics["acc/rovrm_minus_visual_only_ci95_low"] > 0
+    for other in ("visual_only", "random"):  # a claim holds when its paired 95% interval excludes 0
+        metrics[f"claims/bon{top}_rovrm_fewer_hallucinations_than_{other}"] = \
+            metrics[f"bon/n{top}/hallucination_rate/rovrm_minus_{other}_ci95_high"] < 0
+        metrics[f"claims/bon{top}_rovrm_higher_gold_than_{other}"] = \
+            metrics[f"bon/n{top}/gold/rovrm_minus_{other}_ci95_low"] > 0
     for variant in ctx.block("visual")["ablations"]:
         metrics[f"claims/rovrm_more_accurate_than_{variant}"] = metrics[f"acc/rovrm_minus_{variant}_ci95_low"] > 0
     out = ctx.output("models/rovrm_compare")

@@ -1,6 +1,7 @@
 """What the visual (RoVRM) stages share: where the data lives, images, phase training and RM evaluation."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -52,11 +53,15 @@ class ImageStore:
 
 
 def weights_md5(model_dir: Path) -> str:
-    """md5 of a checkpoint's weights file (the shard index when save_pretrained sharded a large model)."""
-    for name in ("model.safetensors", "model.safetensors.index.json"):
-        if (Path(model_dir) / name).is_file():
-            return file_md5(Path(model_dir) / name)
-    raise FileNotFoundError(f"{model_dir}: no model.safetensors (or shard index)")
+    """One digest of every safetensors file of a checkpoint (all shards of a large one)."""
+    shards = sorted(Path(model_dir).glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights")
+    return checkpoint_key(*(file_md5(s) for s in shards))
+
+
+def records_md5(records: Sequence[dict]) -> str:
+    return hashlib.md5(json.dumps(records, sort_keys=True).encode()).hexdigest()
 
 
 def phase_config(ctx: StageContext, phase: str, n_pairs: int) -> TrainConfig:
@@ -74,8 +79,12 @@ def phase_config(ctx: StageContext, phase: str, n_pairs: int) -> TrainConfig:
 
 
 def train_visual_rm(ctx: StageContext, phases: Sequence[tuple[str, list[dict]]], images: ImageStore,
-                    tag: str) -> tuple[VisualRewardModel, list[dict], dict]:
-    """A reward model from the visual policy, trained on each (phase, records) in order; (rm, history, summary)."""
+                    tag: str) -> tuple[VisualRewardModel, list[dict], dict, list[Path]]:
+    """A reward model from the visual policy, trained on each (phase, records) in order.
+
+    Returns (rm, history, summary, checkpoint folders): the caller removes the folders once the model
+    is saved, so a failure after training resumes instead of retraining.
+    """
     p = ctx.block("visual")["rm"]
     set_seed(ctx.seed)
     vlm, tokenizer = load_vlm(str(ctx.root / POLICY))
@@ -83,7 +92,8 @@ def train_visual_rm(ctx: StageContext, phases: Sequence[tuple[str, list[dict]]],
     history: list[dict] = []
     summary: dict = {"phases": [name for name, _ in phases]}
     offset = 0
-    policy_md5 = weights_md5(ctx.root / POLICY)  # a new policy never resumes an old run
+    # a phase resumes only a run with the same policy, params, data and every earlier phase
+    key = checkpoint_key(tag, weights_md5(ctx.root / POLICY), p["max_length"])
     checkpoints = []
     for name, records in phases:
         if name not in PHASES:
@@ -91,20 +101,25 @@ def train_visual_rm(ctx: StageContext, phases: Sequence[tuple[str, list[dict]]],
         if not records:
             raise ValueError(f"phase {name!r} of {tag} has no training pairs")
         cfg = phase_config(ctx, name, len(records))
-        ckpt = ctx.checkpoint_dir(checkpoint_key(tag, name, cfg.to_dict(), [r["id"] for r in records], offset,
-                                                 policy_md5))
+        key = checkpoint_key(key, name, cfg.to_dict(), records_md5(records))
+        ckpt = ctx.checkpoint_dir(key)
         checkpoints.append(ckpt)
         result = train(rm, rm.examples(records, images), pairwise_loss, cfg, checkpoint_dir=str(ckpt),
                        collate_fn=partial(collate_pairs, pad_id=rm.pad_id))
         history += [{**row, "step": row["step"] + offset, "phase_index": PHASES.index(name)} for row in result.history]
         offset += result.steps
         summary.update({f"{name}/pairs": len(records), f"{name}/steps": result.steps,
-                        f"{name}/seconds": round(result.elapsed_s, 2)})
+                        f"{name}/seconds": round(result.elapsed_s, 2),
+                        f"{name}/stopped_by_time_budget": result.stopped_by_time_budget})
     summary["train_steps"] = offset
-    for ckpt in checkpoints:  # resuming is for interrupted runs; a finished model is the stage's output
-        shutil.rmtree(ckpt, ignore_errors=True)
+    summary["stopped_by_time_budget"] = any(summary[f"{n}/stopped_by_time_budget"] for n, _ in phases)
     rm.eval()
-    return rm, history, summary
+    return rm, history, summary, checkpoints
+
+
+def remove_checkpoints(folders: Sequence[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def evaluate_visual_rm(ctx: StageContext, rm: VisualRewardModel, images: ImageStore, out: Path,
@@ -126,13 +141,21 @@ def evaluate_visual_rm(ctx: StageContext, rm: VisualRewardModel, images: ImageSt
     return {f"{prefix}{k}": (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
 
 
+def accuracy_key(metrics: dict, prefix: str = "") -> str:
+    """Gold-order accuracy where the test pairs have gold, else label accuracy (real test pairs)."""
+    gold = f"{prefix}{TEST_SPLIT}/acc_gold"
+    return gold if gold in metrics else f"{prefix}{TEST_SPLIT}/acc_label"
+
+
 def accuracy_gate(metrics: dict, prefix: str = "") -> dict:
-    """Gold-order accuracy's 95% CI above chance; on real test pairs (no gold) the label accuracy's."""
-    kind = "acc_gold" if f"{prefix}{TEST_SPLIT}/acc_gold" in metrics else "acc_label"
-    key = f"{prefix}{TEST_SPLIT}/{kind}"
+    """The accuracy's 95% CI above chance, and training not cut short by its time budget."""
+    key = accuracy_key(metrics, prefix)
+    kind = key.rsplit("/", 1)[1]
     low = metrics[f"{key}_ci95_low"]
-    return {"passed": bool(low > 0.5), "metric": key, "value": metrics[key], "threshold": 0.5,
-            "higher_is_better": True, "reason": f"held-out visual {kind} 95% CI low {low:.4f} vs chance 0.5"}
+    cut = bool(metrics.get(f"{prefix}stopped_by_time_budget"))
+    reason = f"held-out visual {kind} 95% CI low {low:.4f} vs chance 0.5" + ("; training hit its time budget" if cut else "")
+    return {"passed": bool(low > 0.5) and not cut, "metric": key, "value": metrics[key], "threshold": 0.5,
+            "higher_is_better": True, "reason": reason}
 
 
 # variant -> (selection method for the auxiliary data, phases in training order)
@@ -153,7 +176,7 @@ def variant_phases(ctx: StageContext, variant: str) -> list[tuple[str, list[dict
         raise ParamsError(f"unknown visual reward-model variant {variant!r}; known: {sorted(VARIANTS)}")
     method, phases = VARIANTS[variant]
     visual = read_jsonl(ctx.root / SELECT / "visual_train.jsonl")
-    selections = json.loads((ctx.root / SELECT / "selections.json").read_text(encoding="utf-8"))
+    selections = json.loads((ctx.root / SELECT / "selections.json").read_text(encoding="utf-8")) if method else {}
     pools = {"caption": "caption_pool.jsonl", "text": "text_pool.jsonl"}
     out = []
     for phase in phases:

@@ -46,7 +46,8 @@ def run(ctx: StageContext) -> None:
     p = ctx.block("visual")["policy"]
     set_seed(ctx.seed)
     if p.get("init"):
-        vlm, tokenizer = load_vlm(str(p["init"]))
+        local = ctx.root / str(p["init"])  # a relative path means the project's; otherwise a hub name
+        vlm, tokenizer = load_vlm(str(local if local.exists() else p["init"]))
     else:
         tokenizer = train_vlm_tokenizer(_texts(ctx), int(p["vocab_size"]))
         vlm = build_llava(p["model"], tokenizer, seed=ctx.seed)
@@ -56,7 +57,8 @@ def run(ctx: StageContext) -> None:
     examples = lm_examples(sft, layout, [images(r) for r in sft])
     ctx.log_dataset(ctx.root / WORLD / "sft.jsonl", "training", "visual_sft")
     cfg = train_config(ctx, p, "visual.policy")
-    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(ctx.root / WORLD / "sft.jsonl")))
+    # the tokenizer is trained on every pool, so all of them key the resumable run
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, *(file_md5(ctx.root / WORLD / f) for f in TOKENIZER_FILES)))
     result = train(vlm, examples, captioning_loss, cfg, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_lm, pad_id=layout.pad_id))
 
@@ -71,8 +73,8 @@ def run(ctx: StageContext) -> None:
     metrics: dict = {"n_params": sum(t.numel() for t in vlm.parameters()), "image_tokens": n_image_tokens(vlm),
                      "train_examples": len(sft), "train_steps": result.steps,
                      "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
-                     "final_train_loss": round(float(result.history[-1].get("train_loss", float("nan"))), 5)
-                     if result.history else None, "eval_prompts": len(held_out)}
+                     "final_train_loss": round(float(result.final_metrics["train_loss"]), 5)
+                     if "train_loss" in result.final_metrics else None, "eval_prompts": len(held_out)}
     for key, values in scores.items():
         mean, low, high = bootstrap_mean_ci(values, 1000, ctx.seed)
         metrics.update({f"greedy/{key}": round(mean, 5), f"greedy/{key}_ci95_low": round(low, 5),

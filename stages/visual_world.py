@@ -17,6 +17,7 @@ from pathlib import Path
 
 from alignflow.errors import ParamsError
 from alignflow.stage import StageContext, stage_main
+from alignflow.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.visual.build import build_visual_world
 from pipelines.visual.io import load_visual_pairs
@@ -31,8 +32,13 @@ def _resolve(ctx: StageContext, value: str) -> Path:
 
 
 def _use_real_pairs(ctx: StageContext, real: dict, out: Path) -> dict:
-    """Swap in real visual pairs where `visual.real` names them; image paths become absolute."""
-    used = {}
+    """Swap in real visual pairs where `visual.real` names them; image paths become absolute.
+
+    The files' md5s go into the metrics (DVC tracks the param, not the external file: add the files
+    as deps of this stage to rerun on edits). A test pair that is also a training pair is refused.
+    """
+    used: dict = {}
+    loaded: dict[str, list[dict]] = {}
     root = _resolve(ctx, real["image_root"]) if real.get("image_root") else None
     for key, filename in REAL_FILES.items():
         if not real.get(key):
@@ -44,7 +50,14 @@ def _use_real_pairs(ctx: StageContext, real: dict, out: Path) -> dict:
         for rec in records:
             rec["image"] = str(Path(rec["image"]).resolve())
         write_jsonl_atomic(records, out / filename)
-        used[key] = {"path": str(source), "pairs": len(records)}
+        loaded[key] = records
+        used[key] = {"path": str(source), "pairs": len(records), "md5": file_md5(source)}
+    if len(loaded) == 2:
+        seen = {(r["image"], r["prompt"]) for r in loaded["pool"]}
+        shared = [r["id"] for r in loaded["test"] if (r["image"], r["prompt"]) in seen]
+        if shared:
+            raise ParamsError(f"params.yaml: visual.real: {len(shared)} test pairs share image and prompt with the "
+                              f"training pool (first: {shared[0]}); held-out pairs must be new")
     return used
 
 

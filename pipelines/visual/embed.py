@@ -1,9 +1,10 @@
 """Sample embeddings for optimal-transport selection, from the vision-language policy itself.
 
 A preference pair is embedded as the mean, over its two sequences (prompt + chosen, prompt +
-rejected), of the mean final hidden state over real positions, image positions included. Visual,
-caption and text samples thus land in one space: the policy's own reading of them, which after
-captioning pre-training maps an image near the words that describe it.
+rejected), of the mean final hidden state over its text positions. Image positions are left out of
+the pool (a real LLaVA has 576 of them against a few dozen words, which would put every visual
+sample far from every text one whatever it says), but the text positions after the image attend to
+it, so a visual sample's embedding is still its text read in the light of its image.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def embed_pairs(vlm, layout: Layout, records: Sequence[dict], image_fn: Callable
             batch = [records[i] for i in idx]
             enc = collate_pairs(pair_examples(batch, layout, [image_fn(r) for r in batch]), layout.pad_id)
             h = hidden_states(vlm, enc["input_ids"], enc["attention_mask"], enc["pixel_values"])
-            mask = enc["attention_mask"].unsqueeze(-1).float()
+            mask = (enc["attention_mask"].bool() & (enc["input_ids"] != layout.image_id)).unsqueeze(-1).float()
             seq_mean = (h * mask).sum(1) / mask.sum(1)
             n = len(idx)
             out[idx] = ((seq_mean[:n] + seq_mean[n:]) / 2).numpy()

@@ -50,7 +50,11 @@ class Layout:
         tok = self.tokenizer
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
         head = bos + _encode(tok, USER) + ([self.image_id] * self.n_image if has_image else [])
-        return head, _encode(tok, " " + (prompt or "").strip()), _encode(tok, ASSISTANT)
+        body = _encode(tok, " " + (prompt or "").strip())
+        if self.image_id in body:
+            raise ValueError(f"prompt contains the image token itself ({prompt[:60]!r}...); the layout inserts "
+                             "the image tokens, remove '<image>' from the text")
+        return head, body, _encode(tok, ASSISTANT)
 
     def prompt_ids(self, prompt: str, has_image: bool, max_new_tokens: int = 0) -> list[int]:
         """The generation prefix (no eos), leaving room for `max_new_tokens`."""

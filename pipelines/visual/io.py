@@ -9,6 +9,8 @@ label_agrees_with_gold are None. Every error names the file and the 1-based line
 
 from __future__ import annotations
 
+import re
+
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,14 @@ def _text(path: Path, line: int, record: dict[str, Any], *keys: str) -> str:
     return value
 
 
+IMAGE_PLACEHOLDER = re.compile(r"<image>\s*")
+
+
+def _without_placeholder(text: str) -> str:
+    """LLaVA-style data writes "<image>\\n" into the question; the model inserts its own image tokens."""
+    return IMAGE_PLACEHOLDER.sub("", text).strip()
+
+
 def load_visual_pairs(path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Read and check every line; raise on the first bad one rather than train on a partial set."""
     path = Path(path)
@@ -35,17 +45,23 @@ def load_visual_pairs(path: str | os.PathLike, image_root: str | os.PathLike | N
         raise FileNotFoundError(f"visual pairs file not found: {path}")
     root = Path(image_root) if image_root is not None else path.parent
     records = []
+    seen: dict[str, int] = {}
     for line, raw in iter_jsonl(path):
         image = root / _text(path, line, raw, "image")
         if not image.is_file():
             raise FileNotFoundError(f"{path}: line {line}: image file not found: {image}")
-        prompt = _text(path, line, raw, "prompt", "question")
-        chosen = _text(path, line, raw, "chosen")
-        rejected = _text(path, line, raw, "rejected")
+        prompt = _without_placeholder(_text(path, line, raw, "prompt", "question"))
+        chosen = _without_placeholder(_text(path, line, raw, "chosen"))
+        rejected = _without_placeholder(_text(path, line, raw, "rejected"))
+        if not prompt:
+            raise JsonlError(path, line, "the prompt is only an <image> placeholder")
         if chosen == rejected:
             raise JsonlError(path, line, "'chosen' and 'rejected' are identical")
         family = _text(path, line, raw, "family") if "family" in raw else "real"
-        rid = raw.get("id", f"{path.stem}-{line}")
+        rid = str(raw.get("id", f"{path.stem}-{line}"))
+        if rid in seen:
+            raise JsonlError(path, line, f"duplicate id {rid!r} (first on line {seen[rid]})")
+        seen[rid] = line
         records.append({"id": str(rid), "kind": "visual", "prompt": prompt, "chosen": chosen, "rejected": rejected,
                         "gold_chosen": None, "gold_rejected": None, "label_agrees_with_gold": None,
                         "family": family, "image": str(image), "spec": {}})

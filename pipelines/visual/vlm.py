@@ -59,9 +59,10 @@ def build_llava(cfg: dict, tokenizer, seed: int = 0) -> LlavaForConditionalGener
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": float(rope_theta)}
     text_config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **text)
+    grid = int(vision.image_size) // int(vision.patch_size)
     config = LlavaConfig(vision_config=vision, text_config=text_config, image_token_index=image_token_id(tokenizer),
                          vision_feature_select_strategy="default", vision_feature_layer=-1,
-                         projector_hidden_act="gelu")
+                         projector_hidden_act="gelu", image_seq_length=grid * grid)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlavaForConditionalGeneration(config)
@@ -105,7 +106,10 @@ def load_vlm(path_or_name: str):
     tokenizer = AutoTokenizer.from_pretrained(str(path_or_name), local_files_only=local)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    image_token_id(tokenizer)
+    model_id = getattr(model.config, "image_token_id", getattr(model.config, "image_token_index", None))
+    if image_token_id(tokenizer) != model_id:
+        raise ValueError(f"{path_or_name}: tokenizer's {IMAGE_TOKEN!r} is id {image_token_id(tokenizer)} but the model "
+                         f"expects image token id {model_id}")
     return model.eval(), tokenizer
 
 

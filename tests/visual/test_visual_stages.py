@@ -146,7 +146,11 @@ def test_real_visual_pairs_replace_the_generated_ones(tmp_path):
     assert _metrics(tmp_path / "data/visual/metrics.json")["real_pairs"]["pool"]["pairs"] == 3
 
     # real test pairs too: no gold, so reward models are scored (and gated) on their labels
-    write_jsonl_atomic(rows * 6, real / "test.jsonl")
+    write_jsonl_atomic(rows, real / "leaky.jsonl")
+    params["visual"]["real"]["test"] = str(real / "leaky.jsonl")
+    with pytest.raises(ParamsError, match="share image and prompt"):
+        _run(tmp_path, "visual_world", visual_world.run, params)
+    write_jsonl_atomic([{**rows[0], "question": "<image>\nWhich colour is the square?"}] * 6, real / "test.jsonl")
     params["visual"]["real"]["test"] = str(real / "test.jsonl")
     _run(tmp_path, "visual_world", visual_world.run, params)
     _run(tmp_path, "visual_policy", visual_policy.run, params)
@@ -154,6 +158,8 @@ def test_real_visual_pairs_replace_the_generated_ones(tmp_path):
         **params["visual"]["select"], "n_visual": 3}}})
     _run(tmp_path, "rovrm_visual_only", rovrm.make_run(rovrm.parse_args(["--name", "rovrm_visual_only",
                                                                           "--variant", "visual_only"])), params)
+    test = [json.loads(line) for line in open(tmp_path / "data/visual/visual_test.jsonl")]
+    assert test[0]["prompt"] == "Which colour is the square?"  # the LLaVA placeholder is stripped
     m = _metrics(tmp_path / "models/rovrm_visual_only/metrics.json")
     assert m["gate"]["metric"] == "test_visual/acc_label" and "test_visual/acc_gold" not in m
 
