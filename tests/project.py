@@ -58,3 +58,19 @@ def run_flow(project: Path, env: dict, *args: str) -> tuple[subprocess.Completed
         outcomes = {row["stage"]: row for row in json.loads(summary.read_text())}
         summary.unlink()
     return proc, outcomes
+
+
+def run_stage(root: Path, name: str, fn, params: dict):
+    """Run one stage function in-process on `root` the way `stage_main` does: outputs commit only on success."""
+    import copy
+
+    from alignflow.stage import StageContext
+
+    ctx = StageContext(name, root, copy.deepcopy(params), None)
+    try:
+        fn(ctx)
+    except BaseException:
+        ctx._discard_outputs()
+        raise
+    ctx._commit_outputs()
+    return ctx

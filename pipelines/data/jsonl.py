@@ -37,14 +37,14 @@ def dumps_records(records: Iterable[dict[str, Any]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write text so readers see either the old file or the complete new one, never a mix."""
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
+    """Write bytes so readers see either the old file or the complete new one, never a mix."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
@@ -53,6 +53,11 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
             os.unlink(tmp_name)
         raise
     return target
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """UTF-8 text through `write_bytes_atomic`."""
+    return write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_jsonl_atomic(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:

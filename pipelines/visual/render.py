@@ -6,11 +6,13 @@ is installed; PIL is used only for the PNG file format.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pipelines.data.jsonl import write_bytes_atomic
 
 from .scene import Scene
 
@@ -52,24 +54,15 @@ def render(scene: Scene, image_size: int = 48, rng: np.random.Generator | None =
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write an RGB uint8 array as PNG via a temp file + os.replace, so no reader sees half a file."""
+    """Write an RGB uint8 array as PNG atomically, so no reader sees half a file."""
     from PIL import Image
 
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected uint8 [H, W, 3], got {array.dtype} {list(array.shape)}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(array, mode="RGB").save(handle, format="PNG")
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return target
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode="RGB").save(buffer, format="PNG")
+    return write_bytes_atomic(buffer.getvalue(), path)
 
 
 def load_image(path: str | os.PathLike, image_size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from alignflow.errors import AlignflowError, ParamsError
-from alignflow.stage import StageContext
+from tests.project import run_stage
 from stages import speech_corpus, speech_features, speech_vocab, st_compare, st_train
 
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "ffn_dim": 64, "subsample_channels": 32, "acoustic_layers": 2,
@@ -34,14 +34,7 @@ PARAMS = {
 
 
 def _run(root, name, fn, params=PARAMS):
-    ctx = StageContext(name, root, copy.deepcopy(params), None)
-    try:
-        fn(ctx)
-    except BaseException:
-        ctx._discard_outputs()
-        raise
-    ctx._commit_outputs()
-    return ctx
+    return run_stage(root, name, fn, params)
 
 
 @pytest.fixture(scope="module")

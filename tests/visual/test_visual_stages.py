@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alignflow.errors import ParamsError
-from alignflow.stage import StageContext
+from tests.project import run_stage
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.visual.render import save_png
 from stages import rovrm, rovrm_ablations, rovrm_compare, visual_policy, visual_select, visual_world
@@ -46,14 +46,7 @@ def _text_world(n: int) -> list[dict]:
 
 
 def _run(root, name, fn, params=PARAMS):
-    ctx = StageContext(name, root, copy.deepcopy(params), None)
-    try:
-        fn(ctx)
-    except BaseException:
-        ctx._discard_outputs()
-        raise
-    ctx._commit_outputs()
-    return ctx
+    return run_stage(root, name, fn, params)
 
 
 def _metrics(path):
