@@ -42,7 +42,7 @@ def oracle_scores(records: list[dict], responses: list[str]) -> dict[str, np.nda
 
 
 def run(ctx: StageContext) -> None:
-    ctx.use_seed("visual_seed")
+    # the global seed, not visual_seed: a study varying visual_seed keeps one policy (and its embeddings)
     p = ctx.block("visual")["policy"]
     set_seed(ctx.seed)
     if p.get("init"):
