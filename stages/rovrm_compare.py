@@ -20,9 +20,8 @@ from pipelines.visual.encoding import Layout
 from pipelines.visual.policy import sample_responses
 from pipelines.visual.reward import load_visual_rm
 from pipelines.visual.vlm import load_vlm
-from stages.visual_common import POLICY, policy_images, world_records
+from stages.visual_common import POLICY, oracle_scores, policy_images, world_records
 from stages.visual_plots import plot_best_of_n
-from stages.visual_policy import oracle_scores
 
 CHOOSERS = {"rovrm": "models/rovrm/model", "visual_only": "models/rovrm_visual_only/model"}
 

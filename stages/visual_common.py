@@ -19,8 +19,10 @@ from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs, plot_reliability
 from pipelines.training.loop import TrainConfig, set_seed, train
 from pipelines.visual.encoding import collate_pairs
+from pipelines.visual.oracle import grade
 from pipelines.visual.render import load_image
 from pipelines.visual.reward import VisualRewardModel, pairwise_loss
+from pipelines.visual.scene import Scene
 from pipelines.visual.vlm import load_vlm
 from stages.common import checkpoint_key
 
@@ -192,3 +194,9 @@ def policy_images(ctx: StageContext) -> ImageStore:
     """Images of the world at the policy's input resolution (read from its config, no model load)."""
     cfg = json.loads((ctx.root / POLICY / "config.json").read_text(encoding="utf-8"))
     return ImageStore(ctx.root / WORLD, int(cfg["vision_config"]["image_size"]))
+
+
+def oracle_scores(records: list[dict], responses: list[str]) -> dict[str, np.ndarray]:
+    """Per-response hallucination rate, recall and gold from each record's scene graph."""
+    graded = [grade(Scene.from_dict(r["spec"]["scene"]), r["spec"]["prompt"], y) for r, y in zip(records, responses)]
+    return {k: np.array([g[k] for g in graded], dtype=np.float64) for k in ("hallucination_rate", "recall", "gold")}

@@ -18,12 +18,10 @@ from alignflow.tracking import file_md5
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci
 from pipelines.training.loop import set_seed, train
 from pipelines.visual.encoding import Layout, collate_lm, lm_examples
-from pipelines.visual.oracle import grade
 from pipelines.visual.policy import captioning_loss, sample_responses
-from pipelines.visual.scene import Scene
 from pipelines.visual.vlm import build_llava, image_size, load_vlm, n_image_tokens, save_vlm, train_vlm_tokenizer
 from stages.common import checkpoint_key, finish_trained_model, train_config
-from stages.visual_common import WORLD, ImageStore, world_records
+from stages.visual_common import WORLD, ImageStore, oracle_scores, world_records
 
 TOKENIZER_FILES = ("sft.jsonl", "visual_pool.jsonl", "caption_pool.jsonl", "text_pool.jsonl")
 
@@ -33,12 +31,6 @@ def _texts(ctx: StageContext):
     for name in TOKENIZER_FILES:
         for rec in world_records(ctx, name):
             yield from (rec[k] for k in ("prompt", "response", "chosen", "rejected") if rec.get(k))
-
-
-def oracle_scores(records: list[dict], responses: list[str]) -> dict[str, np.ndarray]:
-    """Per-response hallucination rate, recall and gold from each record's scene graph."""
-    graded = [grade(Scene.from_dict(r["spec"]["scene"]), r["spec"]["prompt"], y) for r, y in zip(records, responses)]
-    return {k: np.array([g[k] for g in graded], dtype=np.float64) for k in ("hallucination_rate", "recall", "gold")}
 
 
 def run(ctx: StageContext) -> None:
