@@ -9,6 +9,7 @@ import shutil
 import torch
 
 from alignflow.errors import ParamsError
+from alignflow.gates import Provenance, file_eval_set, upper_bound_gate
 from alignflow.stage import StageContext, stage_main
 from alignflow.tracking import file_md5
 from pipelines.data.lm_data import pack_corpus
@@ -62,8 +63,9 @@ def run(ctx: StageContext) -> None:
         "n_layers": int(model.config.num_hidden_layers),
         "train_blocks": int(train_blocks.shape[0]),
         "torch_threads": torch.get_num_threads(),
-        "gate": {"passed": val_ppl <= threshold, "metric": "val_ppl", "value": round(val_ppl, 4),
-                 "threshold": threshold, "higher_is_better": False},
+        "gate": upper_bound_gate("val_ppl", round(val_ppl, 4), threshold, Provenance(
+            ctx.profile, file_eval_set(ctx.root, "data/world/corpus_val.jsonl", val_blocks.shape[0]),
+            result.stopped_by_time_budget)),
     }
     finish_trained_model(ctx, out, "models/base_lm", result.history, "Base LM pre-training", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume

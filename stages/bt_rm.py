@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from functools import partial
 
+from alignflow.gates import Provenance, file_eval_set, interval_gate
 from alignflow.stage import StageContext, stage_main
 from alignflow.tracking import file_md5
 from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, collate_bt
@@ -14,7 +15,7 @@ from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import set_seed, train
 from stages.common import checkpoint_key, finish_trained_model, train_config
-from stages.reward_common import evaluate_reward_model, train_records
+from stages.reward_common import EVAL_SPLITS, evaluate_reward_model, train_records
 
 
 def run(ctx: StageContext) -> None:
@@ -37,9 +38,10 @@ def run(ctx: StageContext) -> None:
     low = metrics["test_id/acc_gold_ci95_low"]
     metrics.update({"train_pairs": len(records), "train_steps": result.steps,
                     "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
-                    "gate": {"passed": low > 0.5, "metric": "test_id/acc_gold", "value": metrics["test_id/acc_gold"],
-                             "threshold": 0.5, "higher_is_better": True,
-                             "reason": f"ID gold-order accuracy 95% CI low {low:.4f} vs chance 0.5"}})
+                    "gate": interval_gate("test_id/acc_gold", metrics["test_id/acc_gold"], low, 0.5, Provenance(
+                        ctx.profile, file_eval_set(ctx.root, f"data/world/{EVAL_SPLITS['test_id']}",
+                                                   metrics["test_id/n"]),
+                        result.stopped_by_time_budget), "ID gold-order accuracy vs chance")})
     rm.save(str(out / "model"))
     finish_trained_model(ctx, out, "models/bt_rm", result.history, "Bradley-Terry reward model", "acc", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)

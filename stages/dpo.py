@@ -45,7 +45,8 @@ def run(ctx: StageContext) -> None:
     last = next((r for r in reversed(result.history) if "train_acc" in r), {})
     metrics.update({"train_pairs": len(examples), "train_steps": result.steps, "beta": beta,
                     "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
-                    "final_train_acc": last.get("train_acc"), "gate": gold_gate(metrics)})
+                    "final_train_acc": last.get("train_acc")})
+    metrics["gate"] = gold_gate(ctx, metrics)
     save_causal_lm(policy, tokenizer, str(out / "model"))
     finish_trained_model(ctx, out, "models/dpo", result.history, "DPO", "train_acc", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)

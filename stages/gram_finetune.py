@@ -15,6 +15,7 @@ import sys
 from functools import partial
 
 from alignflow.errors import AlignflowError
+from alignflow.gates import Provenance, baseline_gate, file_eval_set
 from alignflow.stage import StageContext, stage_main
 from alignflow.tracking import file_md5
 from pipelines.models.causal_lm import load_causal_lm
@@ -22,7 +23,7 @@ from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_s
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import set_seed, train
 from stages.common import checkpoint_key, finish_trained_model, train_config
-from stages.reward_common import evaluate_reward_model, train_records
+from stages.reward_common import EVAL_SPLITS, evaluate_reward_model, train_records
 
 GATE_METRIC = "test_ood/acc_gold"
 
@@ -40,10 +41,15 @@ def _gate(ctx: StageContext, metrics: dict) -> dict:
     bt_path = ctx.root / "models/bt_rm/metrics.json"
     if not bt_path.is_file():
         raise AlignflowError(f"{bt_path}: missing; the `gram` gate compares against the BT reward model")
-    bt = json.loads(bt_path.read_text())[GATE_METRIC]
-    ours = metrics[GATE_METRIC]
-    return {"passed": ours >= bt, "metric": GATE_METRIC, "value": ours, "threshold": bt, "higher_is_better": True,
-            "reason": f"OOD gold-order accuracy {ours:.4f} vs BT {bt:.4f}"}
+    bt = json.loads(bt_path.read_text())
+    split = GATE_METRIC.split("/")[0]
+
+    def measured_on(m: dict) -> str:
+        return file_eval_set(ctx.root, f"data/world/{EVAL_SPLITS[split]}", m[f"{split}/n"])
+
+    provenance = Provenance(ctx.profile, measured_on(metrics), metrics["stopped_by_time_budget"])
+    return baseline_gate(GATE_METRIC, metrics[GATE_METRIC], bt[GATE_METRIC], measured_on(bt), provenance,
+                         "OOD gold-order accuracy vs BT")
 
 
 def make_run(args: argparse.Namespace):

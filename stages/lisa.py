@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from alignflow.errors import ParamsError
+from alignflow.gates import Provenance, file_eval_set, lisa_gate
 from alignflow.stage import StageContext, stage_main
 from pipelines.compression.analysis import (head_permutations, layer_pair_similarity, layer_sensitivity,
                                             plot_similarity_grid, plot_sensitivity)
@@ -282,18 +283,7 @@ def run(ctx: StageContext) -> None:
     # (f) metrics and gate
     ppl_increase = lisa_ppl / base_ppl - 1.0
     fraction = len(selected) / n_layers
-    passed = bool(selected) and ppl_increase <= budget and roundtrip
-    problems = []
-    if not selected:
-        problems.append(f"no layer within the budget (saved the deepest-layer full ablation, ppl {ppl_increase:+.2%})")
-    elif ppl_increase > budget:
-        problems.append(f"ppl increase {ppl_increase:+.2%} > budget {budget:.2%}")
-    if not roundtrip:
-        problems.append("save/load round trip changed the logits")
-    reason = (f"{len(selected)}/{n_layers} layers replaced, val ppl {base_ppl:.3f} -> {lisa_ppl:.3f} "
-              f"({ppl_increase:+.2%}, budget {budget:.2%}), round trip {'exact' if roundtrip else 'NOT exact'}")
-    if problems:
-        reason += "; " + "; ".join(problems)
+    measured_on = f"{file_eval_set(ctx.root, DATA['val'], len(val))} source={source}"
     metrics = {
         "source": source, "source_reason": source_reason, "source_path": str(model_dir.relative_to(ctx.root)),
         "n_layers": n_layers, "n_train_seqs": len(train), "n_val_seqs": len(val), "budget": budget,
@@ -323,8 +313,8 @@ def run(ctx: StageContext) -> None:
         "train_steps_per_trial": s["train"]["steps"],
         "train_objective": {"lm_weight": cfg.lm_weight, "distill_weight": cfg.distill_weight},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
-        "gate": {"passed": passed, "metric": "fraction_layers_replaced", "value": round(fraction, 4),
-                 "threshold": round(1.0 / n_layers, 4), "higher_is_better": True, "reason": reason},
+        "gate": lisa_gate(len(selected), n_layers, base_ppl, lisa_ppl, budget, roundtrip,
+                          Provenance(ctx.profile, measured_on)),
     }
     ctx.write_metrics(out, metrics)
     ctx.log_artifacts_on_success("models/lisa/model", "model")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignflow.errors import ParamsError
+from alignflow.gates import Provenance, file_eval_set, interval_gate
 from alignflow.stage import StageContext
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.evaluation.policy_eval import sample_policy, summarize_policy
@@ -72,9 +73,12 @@ def evaluate_policy(ctx: StageContext, policy, ref_lm, tokenizer, proxies: dict,
     return summarize_policy(rows, sft_gold, n_bootstrap=int(ev["bootstrap"]), seed=ctx.seed, proxies=scores)
 
 
-def gold_gate(metrics: dict) -> dict:
-    """Champion only if the gold reward beats the SFT policy's with the 95% interval clear of zero."""
-    low = metrics["gold_gain_vs_sft_ci95_low"]
-    return {"passed": bool(low > 0), "metric": "gold_gain_vs_sft", "value": metrics["gold_gain_vs_sft"],
-            "threshold": 0.0, "higher_is_better": True,
-            "reason": f"paired gold gain over SFT {metrics['gold_gain_vs_sft']:+.4f}, 95% CI low {low:+.4f} vs 0"}
+def gold_gate(ctx: StageContext, metrics: dict) -> dict:
+    """Champion only if the gold reward beats the SFT policy's with the 95% interval clear of zero.
+
+    Measured on the `sft_samples` pool (its prompts and the SFT gold the gain is paired with).
+    """
+    measured_on = file_eval_set(ctx.root, "data/sft_samples/samples.jsonl", metrics["n_prompts"])
+    provenance = Provenance(ctx.profile, measured_on, metrics["stopped_by_time_budget"])
+    return interval_gate("gold_gain_vs_sft", metrics["gold_gain_vs_sft"], metrics["gold_gain_vs_sft_ci95_low"], 0.0,
+                         provenance, f"paired gold gain over SFT {metrics['gold_gain_vs_sft']:+.4f}")

@@ -96,8 +96,8 @@ def run(ctx: StageContext, reward: str) -> None:
         "phase_seconds": result.phase_seconds,
         "curve_final_gold": round(curve[-1]["gold"], 4) if curve else None,
         "curve_max_gold": round(max(r["gold"] for r in curve), 4) if curve else None,
-        "gate": gold_gate(metrics),
     })
+    metrics["gate"] = gold_gate(ctx, metrics)
     save_causal_lm(policy.lm, tokenizer, str(out / "model"))
     finish_trained_model(ctx, out, f"models/{name}", train_rows, f"PPO against {reward.upper()} reward",
                          "train_gold", metrics)

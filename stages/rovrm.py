@@ -32,7 +32,7 @@ def make_run(args: argparse.Namespace):
         out = ctx.output(f"models/{args.name}")
         metrics = evaluate_visual_rm(ctx, rm, images, out)
         metrics.update({"variant": args.variant, **summary})
-        metrics["gate"] = accuracy_gate(metrics)
+        metrics["gate"] = accuracy_gate(ctx, metrics)
         rm.save(out / "model")
         finish_trained_model(ctx, out, f"models/{args.name}", history, f"Visual RM ({args.variant})", "train_acc",
                              metrics)

@@ -12,6 +12,7 @@ from collections import defaultdict
 from statistics import fmean
 
 from alignflow.errors import ParamsError
+from alignflow.gates import Provenance, file_eval_set, interval_gate
 from alignflow.stage import StageContext, stage_main
 from alignflow.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
@@ -112,9 +113,10 @@ def run(ctx: StageContext) -> None:
         "train_seconds": round(result.elapsed_s, 2),
         "stopped_by_time_budget": result.stopped_by_time_budget,
         "by_family": {r["family"]: {"sft": r["gold_sft"], "base": r["gold_base"]} for r in rows},
-        "gate": {"passed": gain_low > min_gain, "metric": "gold_reward_mean", "value": round(mean, 4),
-                 "threshold": min_gain, "higher_is_better": True,
-                 "reason": f"gain {gain:.3f} [{gain_low:.3f}, {gain_high:.3f}] vs min_gain {min_gain}"},
+        "gate": interval_gate("gold_reward_mean", round(mean, 4), gain_low, min_gain, Provenance(
+            ctx.profile, file_eval_set(ctx.root, "data/world/eval_prompts.jsonl", len(prompts)),
+            result.stopped_by_time_budget),
+            f"paired gold gain over the base LM {gain:+.3f} [{gain_low:+.3f}, {gain_high:+.3f}]"),
     }
     finish_trained_model(ctx, out, "models/sft", result.history, "SFT", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)

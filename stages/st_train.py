@@ -24,6 +24,7 @@ import time
 import torch
 
 from alignflow.errors import ParamsError
+from alignflow.gates import Provenance, file_eval_set, lower_bound_gate
 from alignflow.stage import StageContext, stage_main
 from alignflow.tracking import file_md5
 from pipelines.data.jsonl import write_jsonl_atomic
@@ -33,7 +34,8 @@ from pipelines.speech.training import bucket_batches, collate_batch, loop_config
 from pipelines.speech.vocab import Vocab
 from pipelines.training.loop import TrainConfig, set_seed, train
 from stages.common import checkpoint_key, finish_trained_model
-from stages.speech_common import DEV, SEED_KEY, TEST, TRAIN, VOCAB_DIR, features_path, segments, split_features
+from stages.speech_common import (DEV, FEATURES_DIR, SEED_KEY, TEST, TRAIN, VOCAB_DIR, features_path, segments,
+                                  split_features)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -170,9 +172,9 @@ def make_run(args: argparse.Namespace):
             "train_loss": round(logged[-1], 4) if logged else None,  # mean over the last log window
             "stopped_by_time_budget": result.stopped_by_time_budget,
             "threads": torch.get_num_threads(),
-            "gate": {"passed": bleu > min_bleu, "metric": "bleu", "value": bleu, "threshold": min_bleu,
-                     "higher_is_better": True,
-                     "reason": f"tst-COMMON BLEU {bleu:.2f} {scores[main]['ci95']} ({main}) vs min_bleu {min_bleu}"},
+            "gate": lower_bound_gate("bleu", bleu, min_bleu, Provenance(
+                ctx.profile, file_eval_set(ctx.root, f"{FEATURES_DIR}/{TEST}.safetensors", len(refs)),
+                result.stopped_by_time_budget), detail=f"{scores[main]['ci95']} (tst-COMMON, {main})"),
         }
         finish_trained_model(ctx, out, f"models/{args.name}", result.history, f"{args.name} ({args.kind})", "eval_loss",
                              metrics)

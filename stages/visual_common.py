@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from alignflow.errors import ParamsError
+from alignflow.gates import Provenance, file_eval_set, interval_gate
 from alignflow.stage import StageContext
 from alignflow.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl
@@ -149,15 +150,14 @@ def accuracy_key(metrics: dict, prefix: str = "") -> str:
     return gold if gold in metrics else f"{prefix}{TEST_SPLIT}/acc_label"
 
 
-def accuracy_gate(metrics: dict, prefix: str = "") -> dict:
+def accuracy_gate(ctx: StageContext, metrics: dict, prefix: str = "") -> dict:
     """The accuracy's 95% CI above chance, and training not cut short by its time budget."""
     key = accuracy_key(metrics, prefix)
-    kind = key.rsplit("/", 1)[1]
-    low = metrics[f"{key}_ci95_low"]
-    cut = bool(metrics.get(f"{prefix}stopped_by_time_budget"))
-    reason = f"held-out visual {kind} 95% CI low {low:.4f} vs chance 0.5" + ("; training hit its time budget" if cut else "")
-    return {"passed": bool(low > 0.5) and not cut, "metric": key, "value": metrics[key], "threshold": 0.5,
-            "higher_is_better": True, "reason": reason}
+    split, kind = key.rsplit("/", 1)
+    provenance = Provenance(ctx.profile, file_eval_set(ctx.root, f"{WORLD}/visual_test.jsonl", metrics[f"{split}/n"]),
+                            bool(metrics.get(f"{prefix}stopped_by_time_budget")))
+    return interval_gate(key, metrics[key], metrics[f"{key}_ci95_low"], 0.5, provenance,
+                         f"held-out visual {kind} vs chance")
 
 
 # variant -> (selection method for the auxiliary data, phases in training order)

@@ -2,13 +2,17 @@
 
 The task passes the MLflow parent run to the stage command through the environment, learns from
 the stage's run record whether it executed (rather than being up to date or restored from DVC's
-run-cache), then tags the run with the DVC md5s of its inputs and outputs, publishes its model if
-dvc.yaml says it has one, and shows its metrics as a Prefect artifact.
+run-cache), then tags the run with the DVC md5s of its inputs and outputs and shows its metrics as a
+Prefect artifact. Whatever the stage's status, a stage with `meta.register` is reconciled with the
+registry (`registry.reconcile_stage`): publishing is part of the stage's success, so a publish
+failure fails the task, and the retry (the stage is then up to date) publishes from the committed
+outputs.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -73,13 +77,16 @@ def _restore_outputs(repo, stage: str, logger) -> None:
         logger.warning("stage %s failed and its previous outputs could not be restored: %s", stage, exc)
 
 
+_EXIT_STATUS = re.compile(r"exited with (-?\d+)")
+
+
 def _retry_unless_bad_input(task, task_run, state) -> bool:
-    """Retry crashes and flaky failures, not a stage that rejected its input."""
+    """Retry crashes and flaky failures, not a stage that rejected its input (exit status exactly 2)."""
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001
         while exc is not None:  # DVC wraps the command's failure: look down the cause chain
-            if f"exited with {BAD_INPUT_EXIT}" in str(exc):
+            if any(int(code) == BAD_INPUT_EXIT for code in _EXIT_STATUS.findall(str(exc))):
                 return False
             exc = exc.__cause__ or exc.__context__
     return True
@@ -100,7 +107,7 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
             with Repo(root) as repo:
                 try:
                     changed = repo.reproduce(info.name, single_item=True)
-                except Exception:
+                except BaseException:  # Ctrl-C too: the stage's previous outputs come back
                     _restore_outputs(repo, info.name, logger)
                     raise
         run_id = _read_record(record, info.name)
@@ -110,14 +117,12 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
     if run_id:
         from mlflow import MlflowClient
 
-        tags = lineage_tags(root_path, info.name)
         client = MlflowClient()
-        for key, value in tags.items():
+        for key, value in lineage_tags(root_path, info.name).items():
             client.set_tag(run_id, key, value)
-        if info.registry:
-            commit = client.get_run(run_id).data.tags.get("alignflow.git_commit", "")
-            pub = registry.publish(root_path, info.registry, run_id, info.name,
-                                   {**tags, "alignflow.git_commit": commit})
+    if info.registry:  # a publish failure propagates: the task fails and is retried
+        pub = registry.reconcile_stage(root_path, info, run_id, parent_run_id)
+        if pub is not None:
             outcome.published = asdict(pub)
             logger.info("registered %s v%s (champion=%s: %s)", pub.name, pub.version, pub.champion, pub.reason)
     logger.info("stage %s: %s in %.1f s", info.name, status, outcome.seconds)
