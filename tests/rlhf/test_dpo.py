@@ -58,3 +58,58 @@ def test_sequence_logprobs_are_padding_invariant(tokenizer):
     lp_both = sequence_logprobs(model, both["input_ids"], both["attention_mask"], both["response_mask"])
     lp_one = sequence_logprobs(model, one["input_ids"], one["attention_mask"], one["response_mask"])
     assert torch.allclose(lp_both[[0, 2]], lp_one, atol=1e-5)
+
+
+def test_dpo_loss_matches_the_formula_by_hand_with_beta_03(tokenizer):
+    """-log sigmoid(beta * ((pi_w - ref_w) - (pi_l - ref_l))), averaged over pairs, with beta = 0.3.
+
+    Log-probabilities are summed by hand from each unpadded sequence's logits, the policy and the
+    reference differ (seeds 0 and 1), and the pairs' margins are far from zero: a flipped sign,
+    beta applied twice or not at all, chosen and rejected rows swapped, or padding counted in the
+    sums would each move the loss well outside the tolerance.
+    """
+    beta = 0.3
+    policy = build_llama(dict(TINY_MODEL), tokenizer, seed=0)
+    ref = build_llama(dict(TINY_MODEL), tokenizer, seed=1)
+    # the second pair reversed so both margins share a sign: a flipped sign then moves the mean loss
+    records = [RECORDS[0], {**RECORDS[1], "chosen": RECORDS[1]["rejected"], "rejected": RECORDS[1]["chosen"]}]
+    examples = dpo_examples(records, tokenizer, 64)
+    add_reference_logprobs(ref, examples, tokenizer.pad_token_id, progress=False)
+
+    @torch.no_grad()
+    def logp_by_hand(model, ids: torch.Tensor, start: int) -> float:
+        logits = model(input_ids=ids[None]).logits[0].double()
+        return sum(float(torch.log_softmax(logits[t - 1], -1)[ids[t]]) for t in range(start, len(ids)))
+
+    terms, margins = [], []
+    for ex in examples:
+        chosen = logp_by_hand(policy, ex["chosen_ids"], ex["chosen_start"])
+        rejected = logp_by_hand(policy, ex["rejected_ids"], ex["rejected_start"])
+        assert ex["ref_chosen_logp"] == pytest.approx(logp_by_hand(ref, ex["chosen_ids"], ex["chosen_start"]), abs=1e-3)
+        margin = beta * ((chosen - ex["ref_chosen_logp"]) - (rejected - ex["ref_rejected_logp"]))
+        margins.append(margin)
+        terms.append(math.log1p(math.exp(-margin)))  # -log sigmoid(m)
+    expected = sum(terms) / len(terms)
+    assert min(abs(m) for m in margins) > 0.05 and abs(sum(margins)) / len(margins) > 0.05  # not a trivial point
+    loss, stats = dpo_loss(policy, collate_dpo(examples, tokenizer.pad_token_id), beta=beta)
+    assert float(loss) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    assert stats["margin"] == pytest.approx(sum(margins) / len(margins), abs=1e-4)
+    assert stats["acc"] == sum(m > 0 for m in margins) / len(margins)
+
+
+def test_dpo_loss_formula_on_fixed_log_probabilities(monkeypatch):
+    """The same formula on numbers a reader can check: margins 0.45 and -0.3 at beta = 0.3.
+
+    Pair 1: (-3.0 - -3.5) - (-4.0 - -3.0) = 1.5; pair 2: (-5.5 - -5.0) - (-2.5 - -3.0) = -1.0.
+    """
+    import pipelines.rlhf.dpo as dpo
+
+    monkeypatch.setattr(dpo, "sequence_logprobs", lambda *a: torch.tensor([-3.0, -5.5, -4.0, -2.5]))
+    batch = {"input_ids": None, "attention_mask": None, "response_mask": None,
+             "ref_logp": torch.tensor([-3.5, -5.0, -3.0, -3.0])}
+    loss, stats = dpo.dpo_loss(None, batch, beta=0.3)
+    expected = (math.log1p(math.exp(-0.45)) + math.log1p(math.exp(0.3))) / 2
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    assert stats["margin"] == pytest.approx((0.45 - 0.3) / 2, abs=1e-6) and stats["acc"] == 0.5
+    assert stats["reward_chosen"] == pytest.approx(0.3 * (0.5 - 0.5) / 2, abs=1e-6)
+    assert stats["reward_rejected"] == pytest.approx(0.3 * (-1.0 + 0.5) / 2, abs=1e-6)
