@@ -146,7 +146,7 @@ def recompute(gate: dict, metrics: dict) -> dict:
     """The gate decided again, with today's rules, from what the stage committed.
 
     A gate with a known `kind` is recomputed from its recorded `inputs`; an older gate without one
-    keeps its verdict and gets the shared vetoes. The time budget is read from the gate or, for
+    (or whose inputs no longer fit the rule's signature) keeps its verdict and gets the shared vetoes. The time budget is read from the gate or, for
     older gates, from the metrics' top-level `stopped_by_time_budget`.
     """
     stopped = gate.get("stopped_by_time_budget")
@@ -154,12 +154,14 @@ def recompute(gate: dict, metrics: dict) -> dict:
         stopped = metrics.get("stopped_by_time_budget")
     provenance = Provenance(profile=str(gate.get("profile") or UNKNOWN), eval_set=str(gate.get("eval_set") or UNKNOWN),
                             stopped_by_time_budget=None if stopped is None else bool(stopped))
-    kind = gate.get("kind")
+    kind, reason = gate.get("kind"), str(gate.get("reason", "recorded verdict"))
     if kind in KINDS and isinstance(gate.get("inputs"), dict):
-        return KINDS[kind](**gate["inputs"], provenance=provenance)
+        try:
+            return KINDS[kind](**gate["inputs"], provenance=provenance)
+        except TypeError as exc:  # inputs written for another version of the rule: keep the recorded verdict
+            reason = f"{reason}; recorded verdict kept ({kind} inputs do not fit today's rule: {exc})"
     return _gate(str(kind or "recorded"), {}, bool(gate.get("passed")), str(gate.get("metric", "")), gate.get("value"),
-                 gate.get("threshold"), bool(gate.get("higher_is_better", True)),
-                 str(gate.get("reason", "recorded verdict")), provenance)
+                 gate.get("threshold"), bool(gate.get("higher_is_better", True)), reason, provenance)
 
 
 def _comparability(gate: dict, incumbent: dict) -> list[str]:

@@ -96,6 +96,8 @@ def test_recompute_applies_todays_rules_to_what_was_committed():
     cut = recompute(legacy, {"stopped_by_time_budget": True})
     assert not cut["passed"] and gates.TIME_BUDGET_VETO in cut["reason"]
     assert not recompute({**legacy, "value": None}, {})["passed"]
+    renamed = recompute({**legacy, "kind": "interval", "inputs": {"low": 0.6}}, {})  # a rule whose arguments changed
+    assert renamed["passed"] and "recorded verdict kept" in renamed["reason"]
 
 
 def _incumbent(version="1", **gate):
