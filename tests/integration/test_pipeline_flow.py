@@ -189,7 +189,7 @@ def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "bad_prefs.jsonl: line 2: field 'chosen'" in output
-    assert output.count("Running stage 'prefs'") == 1  # bad input ran once: never retried
+    assert proc.stdout.count("Running stage 'prefs'") == 1  # one attempt, never retried (stderr repeats the line)
     assert (root / "data/prefs/train.jsonl").read_text() == before
     assert not list((root / "data").glob(".prefs.tmp-*"))
 
