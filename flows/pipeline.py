@@ -15,6 +15,7 @@ from alignflow import tracking
 from alignflow.params import write_params
 from alignflow.paths import repo_root
 from alignflow.stage_graph import load_stage_graph
+from alignflow.workspace_lock import workspace_lock
 from tasks.reproduce import reproduce_stage
 
 
@@ -35,10 +36,17 @@ def format_table(results: list[dict]) -> str:
 def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = None, root: str | None = None,
                        retries: int = 1) -> list[dict]:
     """Reproduce the DVC pipeline (all stages, or `stages` and their upstream) under MLflow tracking."""
+    root_path = repo_root(root)
+    # a deployment runs this flow without the CLI: the lock (re-entrant for the CLI's own call) keeps
+    # two runs from rewriting params.yaml or driving DVC in one workspace at once
+    with workspace_lock(root_path, f"alignflow flow run {flow_run.get_name() or ''}".strip()):
+        return _run_stages(root_path, profile, stages, retries)
+
+
+def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, retries: int) -> list[dict]:
     import mlflow
 
     logger = get_run_logger()
-    root_path = repo_root(root)
     if profile:
         changed = write_params(root_path, profile)
         logger.info("profile %s %s params.yaml", profile, "rendered into" if changed else "matches")
@@ -65,5 +73,6 @@ def serve(cron: str, profile: str | None, stages: list[str] | None, root: Path, 
     """Register a scheduled deployment of the flow on the Prefect server at PREFECT_API_URL and serve it."""
     if not os.environ.get("PREFECT_API_URL"):
         raise RuntimeError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` first")
-    alignflow_pipeline.serve(name=name, cron=cron,
+    # limit=1: a scheduled run never overlaps the previous one (the workspace lock would refuse it anyway)
+    alignflow_pipeline.serve(name=name, cron=cron, limit=1,
                              parameters={"profile": profile, "stages": stages, "root": str(root)})
