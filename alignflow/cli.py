@@ -22,7 +22,7 @@ def _cmd_run(args) -> int:
     with workspace_lock(root, "alignflow " + " ".join(sys.argv[1:] or ["run"]), wait=args.wait):
         from flows.pipeline import alignflow_pipeline, format_table
 
-        interrupt.install()
+        interrupt.install()  # covers Prefect's server start-up; the flow installs it again over Prefect's own
         state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
                                    retries=args.retries, return_state=True)
     if interrupt.requested():
