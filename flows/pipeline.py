@@ -39,11 +39,11 @@ def format_table(results: list[dict]) -> str:
 def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = None, root: str | None = None,
                        retries: int = 1) -> list[dict]:
     """Reproduce the DVC pipeline (all stages, or `stages` and their upstream) under MLflow tracking."""
-    root_path = repo_root(root)
     served = os.environ.get(SERVED_ROOT_ENV)
-    if served and root_path.resolve() != Path(served).resolve():
+    if served and Path(root or os.getcwd()).resolve() != Path(served).resolve():
         # a deployment's parameters can be edited in the Prefect UI: never let that point it at another folder
-        raise AlignflowError(f"this deployment serves {Path(served).resolve()}; refusing root={root_path}")
+        raise AlignflowError(f"this deployment serves {Path(served).resolve()}; refusing root={root}")
+    root_path = repo_root(root)
     interrupt.install()  # here, not in the CLI: Prefect installs its own SIGTERM handler when a flow starts
     # a deployment runs this flow without the CLI: the lock (re-entrant for the CLI's own call) keeps
     # two runs from rewriting params.yaml or driving DVC in one workspace at once
