@@ -85,7 +85,9 @@ def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Any]]:
     except json.JSONDecodeError as exc:
         raise PreferenceDataError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc
     except _NonFinite as exc:
-        raise PreferenceDataError(f"{path}: field '{exc.where}': {exc.text} is not a finite number") from None
+        item = re.match(r"\[(\d+)\]\.?(.*)", exc.where)
+        where = f"item {item.group(1)}: field '{item.group(2)}'" if item else f"field '{exc.where}'"
+        raise PreferenceDataError(f"{path}: {where}: {exc.text} is not a finite number") from None
     if not isinstance(rows, list):
         raise PreferenceDataError(f"{path}: expected a JSON array of records, got {type(rows).__name__}")
     for index, row in enumerate(rows):
@@ -284,7 +286,8 @@ def read_preferences(source: str, format: str = "auto", split: str = "train", li
     """Load preference pairs from a local .jsonl/.json/.parquet file or `hub:<name>`.
 
     format: "hh", "ultrafeedback", "pairs" or "auto" (detected from the first record).
-    split is used for hub datasets only; limit caps the number of records kept.
+    split is used for hub datasets only; limit caps the number of records kept (a hub dataset is
+    sliced to its first `limit` rows before any are skipped, so skipping can leave fewer).
     invalid="error" (default): the first record that breaks a rule raises PreferenceDataError
     naming file, line and field, and nothing is returned. invalid="skip": such records are dropped
     and counted per reason in `.skipped`. File-level problems (not UTF-8, invalid JSON, NaN, an

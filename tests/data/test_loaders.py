@@ -313,3 +313,12 @@ def test_text_reader_limits_and_line_numbers(tmp_path):
     path.write_bytes(b"ok\nfine\n\xc3(\n")
     with pytest.raises(TextFileError, match=r"t\.txt: line 3: not valid UTF-8 \(byte 0xc3 at column 1\)"):
         read_text(path)
+
+
+def test_non_finite_number_in_a_json_array_names_the_item(tmp_path):
+    """A .json array has no useful line per record; the item index and field locate the NaN instead.
+    Breaks if NaN in a .json array loads."""
+    path = tmp_path / "arr.json"
+    path.write_text('[{"prompt": "p", "chosen": "a", "rejected": "b"},\n {"prompt": "p", "chosen": "a", "rejected": "b", "w": NaN}]')
+    with pytest.raises(PreferenceDataError, match=r"arr\.json: item 1: field 'w': NaN is not a finite number"):
+        load_preferences(str(path))
