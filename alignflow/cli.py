@@ -16,12 +16,15 @@ from alignflow.paths import repo_root
 
 def _cmd_run(args) -> int:
     from alignflow import interrupt
+    from alignflow.params import load_params, render_profile
     from alignflow.workspace_lock import workspace_lock
 
     root = repo_root()
     with workspace_lock(root, "alignflow " + " ".join(sys.argv[1:] or ["run"]), wait=args.wait):
         from flows.pipeline import alignflow_pipeline, format_table
 
+        # bad params end here, in one line, before Prefect, DVC or params.yaml are touched
+        render_profile(root, args.profile) if args.profile else load_params(root)
         interrupt.install()  # covers Prefect's server start-up; the flow installs it again over Prefect's own
         state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
                                    retries=args.retries, return_state=True)
