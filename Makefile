@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run smoke study test dag clean
+.PHONY: setup run smoke study test test-fast dag clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,13 @@ smoke: setup
 study: setup
 	$(BIN)/alignflow study studies/gram.yaml --profile study
 
+# The whole suite: what CI runs (.ci/run), under 15 minutes on 2 cores.
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The quick loop while developing: everything but the tests that run the pipeline or train for minutes.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 dag: setup
 	$(BIN)/dvc dag

@@ -15,11 +15,23 @@ from alignflow.paths import repo_root
 
 
 def _cmd_run(args) -> int:
-    from flows.pipeline import alignflow_pipeline, format_table
+    from alignflow import interrupt
+    from alignflow.params import load_params, render_profile
+    from alignflow.workspace_lock import workspace_lock
 
     root = repo_root()
-    state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
-                               retries=args.retries, return_state=True)
+    with workspace_lock(root, "alignflow " + " ".join(sys.argv[1:] or ["run"]), wait=args.wait):
+        from flows.pipeline import alignflow_pipeline, format_table
+
+        # bad params end here, in one line, before Prefect, DVC or params.yaml are touched
+        render_profile(root, args.profile) if args.profile else load_params(root)
+        interrupt.install()  # covers Prefect's server start-up; the flow installs it again over Prefect's own
+        state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
+                                   retries=args.retries, return_state=True)
+    if interrupt.requested():
+        print("alignflow run interrupted: the running stage was stopped and its previous outputs restored",
+              file=sys.stderr)
+        return interrupt.exit_code()
     if not state.is_completed():
         print(f"alignflow run failed: {state.message}", file=sys.stderr)
         return 1
@@ -46,17 +58,25 @@ def _cmd_status(args) -> int:
 
     from alignflow.stage_graph import load_stage_graph
 
+    from alignflow.external_inputs import changed as external_changes
+
     root = repo_root()
     graph = load_stage_graph(root)
     with Repo(str(root)) as repo:
         raw = repo.status()
+    # `external_inputs` is always run; what matters is whether a file it fingerprints changed
+    raw = {name: [c for c in changes if c != "always changed"] for name, changes in raw.items()}
+    raw = {name: changes for name, changes in raw.items() if changes}
+    for name, keys in external_changes(root).items():
+        raw.setdefault(name, []).append({"external input changed": ", ".join(keys)})
+    stale_sources = set(raw)
     report = {}
     for name in graph.order():
         changes = raw.get(name, [])
         reasons = []
         for change in changes:
             reasons += _describe_change(change) if isinstance(change, dict) else [str(change)]
-        upstream = [s for s in graph.upstream(name) if s in raw]
+        upstream = [s for s in graph.upstream(name) if s in stale_sources]
         if upstream:
             reasons.append(f"upstream stale: {', '.join(upstream)}")
         report[name] = reasons
@@ -67,7 +87,7 @@ def _cmd_status(args) -> int:
         print(f"{name:<12} {'stale' if reasons else 'up to date'}")
         for reason in reasons:
             print(f"{'':<14}{reason}")
-    return 0
+    return 1 if any(report.values()) and args.exit_code else 0
 
 
 def _cmd_lineage(args) -> int:
@@ -113,14 +133,22 @@ def _cmd_registry(args) -> int:
 
 
 def _cmd_study(args) -> int:
+    from alignflow import study
+    from alignflow.workspace_lock import workspace_lock
+
+    root = repo_root()
+    spec_path = Path(args.spec) if Path(args.spec).is_absolute() else root / args.spec
+    spec = study.load_spec(spec_path)
+    with workspace_lock(root, "alignflow " + " ".join(sys.argv[1:] or ["study"]), wait=args.wait):
+        return _run_study(args, root, spec)
+
+
+def _run_study(args, root: Path, spec) -> int:
     import mlflow
 
     from alignflow import study, tracking
     from alignflow.params import write_params
 
-    root = repo_root()
-    spec_path = Path(args.spec) if Path(args.spec).is_absolute() else root / args.spec
-    spec = study.load_spec(spec_path)
     if args.profile:
         write_params(root, args.profile)
     experiment_id = tracking.configure(root)
@@ -144,6 +172,37 @@ def _cmd_study(args) -> int:
                 mlflow.log_metric(f"claim_{i}_difference", claim["difference"])
     print(study.markdown(spec, summary, claims))
     print(f"report: {out}")
+    return 0
+
+
+def _cmd_deps(args) -> int:
+    from alignflow.code_deps import expected_code_deps, missing_deps, rewrite_dvc_yaml
+    from alignflow.stage_graph import load_stage_graph
+
+    root = repo_root()
+    graph = load_stage_graph(root)
+    if args.write:
+        from alignflow.atomic import write_text_atomic
+
+        path = root / "dvc.yaml"
+        text = path.read_text(encoding="utf-8")
+        new = rewrite_dvc_yaml(text, {n: expected_code_deps(root, i.cmd) for n, i in graph.stages.items()})
+        if new != text:
+            write_text_atomic(path, new)
+        print(f"dvc.yaml: code deps {'rewritten' if new != text else 'already match the import graph'}")
+        return 0
+    missing = missing_deps(root, {n: (i.cmd, i.deps) for n, i in graph.stages.items()})
+    if args.json:
+        print(json.dumps(missing, indent=2))
+    for name, files in [] if args.json else missing.items():
+        print(f"{name}: imports {', '.join(files)} but dvc.yaml does not list them")
+    if missing:
+        if not args.json:
+            print(f"{len(missing)} of {len(graph.stages)} stages miss code deps: run `alignflow deps --write`",
+                  file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"all {len(graph.stages)} stages list every project module they import")
     return 0
 
 
@@ -189,10 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stages", nargs="+", help="only these stages (and what they depend on)")
     run.add_argument("--retries", type=int, default=1, help="retries per failed stage (default 1)")
     run.add_argument("--summary-json", metavar="PATH", help="also write what each stage did as JSON")
+    run.add_argument("--wait", action="store_true", help="wait for another run in this workspace instead of refusing")
     run.set_defaults(func=_cmd_run)
 
     status = sub.add_parser("status", help="stale stages and why")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--exit-code", action="store_true", help="exit 1 when any stage is stale")
     status.set_defaults(func=_cmd_status)
 
     lin = sub.add_parser("lineage", help="lineage of an output PATH or a registered NAME@ALIAS")
@@ -210,7 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     stu.add_argument("spec", help="study file, e.g. studies/gram.yaml")
     stu.add_argument("--profile", help="render this profile into params.yaml first (e.g. study)")
     stu.add_argument("--collect-only", action="store_true", help="aggregate finished cells without running more")
+    stu.add_argument("--wait", action="store_true", help="wait for another run in this workspace instead of refusing")
     stu.set_defaults(func=_cmd_study)
+
+    deps = sub.add_parser("deps", help="check (or --write) each stage's code deps against its imports")
+    deps.add_argument("--write", action="store_true", help="rewrite the code deps in dvc.yaml from the import graph")
+    deps.add_argument("--json", action="store_true")
+    deps.set_defaults(func=_cmd_deps)
 
     srv = sub.add_parser("serve", help="a scheduled Prefect deployment of the pipeline")
     srv.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * *'")
@@ -235,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except AlignflowError as exc:
         print(f"alignflow: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
 
 
 if __name__ == "__main__":

@@ -60,12 +60,17 @@ def load_checkpoint(path: str | Path):
 
     from pipelines.compression.families import family_of
     from pipelines.compression.io import CONFIG_NAME, load_lisa_model
+    from pipelines.models.safe_weights import require_safetensors
 
     path = Path(path)
     if not path.exists():
         raise AlignflowError(f"{path}: no such model folder")
     if not path.is_dir() or not (path / "config.json").is_file():
         raise AlignflowError(f"{path}: not a Hugging Face checkpoint folder (no config.json)")
+    try:
+        require_safetensors(path, "model")
+    except (ValueError, FileNotFoundError) as exc:
+        raise AlignflowError(str(exc)) from exc
     if (path / CONFIG_NAME).is_file():
         try:
             model = load_lisa_model(path)
@@ -88,7 +93,7 @@ def load_checkpoint(path: str | Path):
         except ValueError as exc:
             raise AlignflowError(f"{path}: {exc}") from exc
     try:
-        model = cls.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
+        model = cls.from_pretrained(str(path), dtype=torch.float32, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise AlignflowError(f"{path}: cannot load the checkpoint: {exc}") from exc
     try:

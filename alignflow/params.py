@@ -15,6 +15,8 @@ import yaml
 
 from alignflow.atomic import write_text_atomic
 from alignflow.errors import ParamsError
+from alignflow.param_schema import check_params
+from pipelines.data.text import TextFileError, read_text
 
 BASE_PROFILE = "default"
 HEADER = (
@@ -35,7 +37,9 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))
+    except TextFileError as exc:
+        raise ParamsError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
@@ -60,14 +64,23 @@ def overlay(base: Mapping[str, Any], changes: Mapping[str, Any], source: str, pr
 
 
 def render_profile(root: Path, profile: str) -> dict:
-    """The full params of `profile`: the default profile with the profile's overlay applied."""
+    """The full params of `profile`: the default profile with the profile's overlay applied.
+
+    Both files are checked against the default profile's schema (alignflow/param_schema.py), so a
+    wrong type in a profile fails here, naming the profile file and the dotted key.
+    """
     names = available_profiles(root)
     if profile not in names:
         raise ParamsError(f"unknown profile '{profile}'; available: {', '.join(names)}")
+    base_source = f"profiles/{BASE_PROFILE}.yaml"
     params = read_yaml(profiles_dir(root) / f"{BASE_PROFILE}.yaml")
+    check_params(params, base_source, schema=params)
     if profile != BASE_PROFILE:
         path = profiles_dir(root) / f"{profile}.yaml"
-        params = overlay(params, read_yaml(path), str(path))
+        changes = read_yaml(path)
+        source = f"profiles/{profile}.yaml"
+        check_params(changes, source, schema=params, partial=True)
+        params = overlay(params, changes, source)
     params["profile"] = profile
     return params
 
@@ -85,8 +98,16 @@ def write_params(root: Path, profile: str) -> bool:
 
 
 def load_params(root: Path) -> dict:
-    """The params DVC sees (params.yaml)."""
-    return read_yaml(root / "params.yaml")
+    """The params DVC sees (params.yaml), checked against the default profile's schema.
+
+    Hand edits and `dvc exp run -S` values get the same checks as profiles, before any stage does
+    anything. A project without profiles/default.yaml (a bare test project) has no schema to check.
+    """
+    params = read_yaml(root / "params.yaml")
+    schema_path = profiles_dir(root) / f"{BASE_PROFILE}.yaml"
+    if schema_path.is_file():
+        check_params(params, "params.yaml", schema=read_yaml(schema_path))
+    return params
 
 
 def section(params: Mapping[str, Any], key: str, source: str = "params.yaml") -> dict:

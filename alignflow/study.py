@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import yaml
 
 from alignflow.errors import ParamsError
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 SPEC_KEYS = {"name", "description", "grid", "seed_key", "targets", "models", "metrics", "claims"}
 
 
@@ -67,6 +69,10 @@ def load_spec(path: Path) -> StudySpec:
     for key in ("name", "grid", "seed_key", "models", "metrics"):
         if key not in data:
             raise ParamsError(f"{path}: missing '{key}'")
+    if not SAFE_NAME.fullmatch(str(data["name"])):
+        # the name becomes reports/<name>/ and git refs: nothing that could climb out of reports/
+        raise ParamsError(f"{path}: name {str(data['name'])!r} must be letters, digits, '_', '-' or '.' "
+                          f"and start with a letter or digit")
     grid = data["grid"]
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ParamsError(f"{path}: 'grid' must map param keys to non-empty lists")

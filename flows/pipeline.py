@@ -11,11 +11,15 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from alignflow import tracking
+from alignflow import interrupt, tracking
+from alignflow.errors import AlignflowError
 from alignflow.params import write_params
 from alignflow.paths import repo_root
 from alignflow.stage_graph import load_stage_graph
+from alignflow.workspace_lock import workspace_lock
 from tasks.reproduce import reproduce_stage
+
+SERVED_ROOT_ENV = "ALIGNFLOW_SERVED_ROOT"
 
 
 def format_table(results: list[dict]) -> str:
@@ -35,10 +39,22 @@ def format_table(results: list[dict]) -> str:
 def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = None, root: str | None = None,
                        retries: int = 1) -> list[dict]:
     """Reproduce the DVC pipeline (all stages, or `stages` and their upstream) under MLflow tracking."""
+    served = os.environ.get(SERVED_ROOT_ENV)
+    if served and Path(root or os.getcwd()).resolve() != Path(served).resolve():
+        # a deployment's parameters can be edited in the Prefect UI: never let that point it at another folder
+        raise AlignflowError(f"this deployment serves {Path(served).resolve()}; refusing root={root}")
+    root_path = repo_root(root)
+    interrupt.install()  # here, not in the CLI: Prefect installs its own SIGTERM handler when a flow starts
+    # a deployment runs this flow without the CLI: the lock (re-entrant for the CLI's own call) keeps
+    # two runs from rewriting params.yaml or driving DVC in one workspace at once
+    with workspace_lock(root_path, f"alignflow flow run {flow_run.get_name() or ''}".strip()):
+        return _run_stages(root_path, profile, stages, retries)
+
+
+def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, retries: int) -> list[dict]:
     import mlflow
 
     logger = get_run_logger()
-    root_path = repo_root(root)
     if profile:
         changed = write_params(root_path, profile)
         logger.info("profile %s %s params.yaml", profile, "rendered into" if changed else "matches")
@@ -54,6 +70,8 @@ def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = No
                                 "alignflow.flow_run_id": flow_run_id,
                                 "alignflow.stages": ",".join(order)}) as parent:
         for name in order:
+            if interrupt.requested():
+                raise RuntimeError(f"interrupted by {interrupt.requested()} before stage {name}")
             task = reproduce_stage.with_options(retries=retries)
             results.append(task(str(root_path), graph.stages[name], parent.info.run_id, flow_run_id))
         mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
@@ -65,5 +83,7 @@ def serve(cron: str, profile: str | None, stages: list[str] | None, root: Path, 
     """Register a scheduled deployment of the flow on the Prefect server at PREFECT_API_URL and serve it."""
     if not os.environ.get("PREFECT_API_URL"):
         raise RuntimeError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` first")
-    alignflow_pipeline.serve(name=name, cron=cron,
+    os.environ[SERVED_ROOT_ENV] = str(Path(root).resolve())  # flow runs of this server inherit it
+    # limit=1: a scheduled run never overlaps the previous one (the workspace lock would refuse it anyway)
+    alignflow_pipeline.serve(name=name, cron=cron, limit=1,
                              parameters={"profile": profile, "stages": stages, "root": str(root)})

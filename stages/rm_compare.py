@@ -11,7 +11,7 @@ import json
 from alignflow.stage import StageContext, stage_main
 from alignflow.atomic import write_text_atomic
 from pipelines.data.jsonl import read_jsonl
-from pipelines.data.loaders import load_preferences
+from pipelines.data.loaders import read_preferences
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import best_of_n_curve, evaluate_pairs, plot_best_of_n
 from pipelines.models.bt_reward import BTRewardModel
@@ -88,9 +88,11 @@ def _score_extra(ctx: StageContext, extra: dict, models: dict, batch: int) -> di
     source = str(extra["source"])
     if not source.startswith("hub:"):
         source = str(ctx.root / source)
-    records = load_preferences(source, format=extra.get("format", "auto"), split=extra.get("split", "train"),
-                               limit=extra.get("limit"))
-    metrics = {"extra/n": len(records)}
+    loaded = read_preferences(source, format=extra.get("format", "auto"), split=extra.get("split", "train"),
+                              limit=extra.get("limit"), invalid=str(extra.get("invalid", "error")))
+    records = loaded.records
+    metrics = {"extra/n": len(records), "extra/n_skipped": sum(loaded.skipped.values()),
+               **{f"extra/skipped/{reason}": n for reason, n in sorted(loaded.skipped.items())}}
     for name, model in models.items():
         m, _ = evaluate_pairs(model, records, "extra", seed=ctx.seed, n_bootstrap=int(extra.get("bootstrap", 1000)),
                               batch_size=batch)

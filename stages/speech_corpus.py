@@ -12,6 +12,7 @@ from pathlib import Path
 
 from alignflow.atomic import write_json_atomic
 from alignflow.errors import ParamsError
+from alignflow.external_inputs import read_recorded
 from alignflow.stage import StageContext, stage_main
 from alignflow.tracking import file_md5
 from pipelines.speech import tts
@@ -72,7 +73,9 @@ def run(ctx: StageContext) -> None:
     if p.get("mustc_root"):
         root = Path(str(p["mustc_root"])).expanduser()
         root = root if root.is_absolute() else (ctx.root / root)
-        info, extra = {"root": str(root.resolve()), "synthetic": False}, {}
+        # the real root is read in place by later stages: its content fingerprint makes them rerun when it changes
+        recorded = read_recorded(ctx.root)["speech_corpus"].get("speech.mustc_root", {})
+        info, extra = {"root": str(root.resolve()), "synthetic": False, "content_md5": recorded.get("md5")}, {}
         split_segments = {s: load_split(root, s, lang, "speech.mustc_root") for s in SPLITS}
     else:
         info, extra = _synthetic(p, out)

@@ -3,19 +3,32 @@
 Every loader returns records {"id", "prompt", "chosen", "rejected", "source"} (plus any extra keys
 of `pairs` records), with prompts in the convention of `template.format_prompt`: the text after
 "User: ". Multi-turn history stays inside the prompt as "...\\nAssistant: ...\\nUser: ..." lines,
-so `format_prompt(prompt)` renders the whole conversation. Loading is all-or-nothing: one bad
-record raises `PreferenceDataError` naming the file, the line (or row) and the field.
+so `format_prompt(prompt)` renders the whole conversation.
+
+What counts as a valid record was decided on real dumps. An empty response (HH transcripts whose
+final assistant turn is empty, `"rejected": ""`) is valid data: a labeler preferred one reply over
+saying nothing, or the reverse, and the LM data keeps an empty response as a lone eos target. A
+record that carries no preference is invalid: no prompt, identical chosen and rejected, missing or
+mistyped fields, HH transcripts that differ before their final assistant turn, a duplicate `id`.
+By default loading is all-or-nothing: the first invalid record raises `PreferenceDataError` naming
+the file, the line (or row) and the field. With `invalid="skip"` invalid records are dropped and
+counted per reason (`REASONS`). UltraFeedback's `prompt_id` names a prompt, not a pair, so a second
+pair for the same prompt is not a duplicate: it gets the id `<prompt_id>-2`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .jsonl import JsonlError, iter_jsonl
+from .jsonl import JsonlError, _NonFinite, iter_jsonl, loads_strict
+from .text import TextFileError, decode_utf8
 
 FORMATS = ("hh", "ultrafeedback", "pairs")
 _HH_TURN_RE = re.compile(r"\n\n(Human|Assistant):")
@@ -23,29 +36,60 @@ _HH_ASSISTANT = "\n\nAssistant:"
 
 
 class PreferenceDataError(ValueError):
-    """A preference record that cannot be converted; the message says where and which field."""
+    """A preference record that cannot be converted; the message says where and which field.
+
+    `reason` is the record rule it broke (one of REASONS) or None when the file itself is bad.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 class PreferenceSourceError(OSError):
     """A preference source that cannot be opened at all (missing file, hub download failure)."""
 
 
+# Why a record is invalid: the keys of `PreferenceLoad.skipped` (and of the prefs stage's
+# `skipped/<reason>` metrics) when invalid records are skipped.
+REASONS = ("not_an_object", "unknown_format", "missing_field", "wrong_type", "empty_prompt", "identical",
+           "unaligned_transcripts", "no_assistant_message", "non_finite_number", "duplicate_id")
+INVALID_POLICIES = ("error", "skip")
+
+
 class _BadField(Exception):
     """Internal: raised by converters, turned into PreferenceDataError with the location added."""
 
-    def __init__(self, field: str, problem: str):
+    def __init__(self, field: str, problem: str, reason: str):
         super().__init__(problem)
-        self.field, self.problem = field, problem
+        self.field, self.problem, self.reason = field, problem, reason
+
+
+@dataclass
+class PreferenceLoad:
+    """What a load kept, and how many records it skipped per reason (empty unless invalid="skip")."""
+
+    records: list[dict[str, Any]]
+    skipped: Counter = field(default_factory=Counter)
+    first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> the first such error
 
 
 # ---------------------------------------------------------------- raw rows
 
 
-def _iter_json_array(path: Path) -> Iterator[tuple[str, Any]]:
+def _iter_json_array(path: Path, data: bytes) -> Iterator[tuple[str, Any]]:
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = loads_strict(decode_utf8(data, path))
+    except TextFileError as exc:
+        raise PreferenceDataError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise PreferenceDataError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+    except _NonFinite as exc:
+        item = re.match(r"\[(\d+)\]\.?(.*)", exc.where)
+        where = f"item {item.group(1)}: field '{item.group(2)}'" if item else f"field '{exc.where}'"
+        raise PreferenceDataError(f"{path}: {where}: {exc.text} is not a finite number") from None
+    if not isinstance(rows, list):
+        raise PreferenceDataError(f"{path}: expected a JSON array of records, got {type(rows).__name__}")
     for index, row in enumerate(rows):
         yield f"item {index}", row
 
@@ -66,11 +110,11 @@ def _iter_local(path: Path) -> Iterator[tuple[str, Any]]:
         return
     if path.suffix not in (".jsonl", ".json"):
         raise PreferenceSourceError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet)")
-    with open(path, encoding="utf-8") as handle:
-        head = handle.read(4096).lstrip()
-    if path.suffix == ".json" and head.startswith("["):
-        yield from _iter_json_array(path)
-        return
+    if path.suffix == ".json":
+        data = path.read_bytes()
+        if data.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
+            yield from _iter_json_array(path, data)
+            return
     try:
         for line_no, row in iter_jsonl(path):
             yield f"line {line_no}", row
@@ -95,36 +139,41 @@ def _iter_hub(name: str, split: str, limit: int | None) -> Iterator[tuple[str, A
 # ---------------------------------------------------------------- field helpers
 
 
-def _text(row: dict, field: str) -> str:
-    if field not in row or row[field] is None:
-        raise _BadField(field, "missing field")
-    value = row[field]
+def _text(row: dict, name: str) -> str:
+    if name not in row or row[name] is None:
+        raise _BadField(name, "missing field", "missing_field")
+    value = row[name]
     if not isinstance(value, str):
-        raise _BadField(field, f"expected a string, got {type(value).__name__}")
+        raise _BadField(name, f"expected a string, got {type(value).__name__}", "wrong_type")
     return value
 
 
-def _nonempty(value: str, field: str) -> str:
-    value = value.strip()
-    if not value:
-        raise _BadField(field, "empty text")
-    return value
+def _finite(value: Any, name: str) -> None:
+    """Extra fields are copied into the output, which refuses NaN (pandas writes missing floats as NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _BadField(name, f"{value!r} is not a finite number", "non_finite_number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{name}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _finite(item, f"{name}[{index}]")
 
 
-def _last_assistant(value: Any, field: str) -> str:
+def _last_assistant(value: Any, name: str) -> str:
     """A string response, or the content of the last assistant message in a message list."""
     if isinstance(value, str):
         return value
     if not isinstance(value, list):
-        raise _BadField(field, f"expected a string or a list of messages, got {type(value).__name__}")
+        raise _BadField(name, f"expected a string or a list of messages, got {type(value).__name__}", "wrong_type")
     for message in reversed(value):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise _BadField(field, "messages must be objects with 'role' and 'content'")
+            raise _BadField(name, "messages must be objects with 'role' and 'content'", "wrong_type")
         if message["role"] == "assistant":
             if not isinstance(message["content"], str):
-                raise _BadField(field, "assistant message content is not a string")
+                raise _BadField(name, "assistant message content is not a string", "wrong_type")
             return message["content"]
-    raise _BadField(field, "no assistant message in the list")
+    raise _BadField(name, "no assistant message in the list", "no_assistant_message")
 
 
 # ---------------------------------------------------------------- format converters
@@ -148,25 +197,25 @@ def _from_hh(row: dict) -> dict[str, Any]:
     common = os.path.commonprefix([chosen, rejected])
     cut = common.rfind(_HH_ASSISTANT)
     if cut < 0:
-        raise _BadField("chosen", "transcripts share no '\\n\\nAssistant:' turn")
+        raise _BadField("chosen", "transcripts share no '\\n\\nAssistant:' turn", "unaligned_transcripts")
     prompt = _hh_turns_to_prompt(chosen[:cut])
     out = {"prompt": prompt}
     for field, transcript in (("chosen", chosen), ("rejected", rejected)):
         reply = transcript[cut + len(_HH_ASSISTANT):]
         if _HH_TURN_RE.search(reply):
-            raise _BadField(field, "transcripts diverge before the final assistant turn")
+            raise _BadField(field, "transcripts diverge before the final assistant turn", "unaligned_transcripts")
         out[field] = reply
     if not prompt.strip():
-        raise _BadField("chosen", "no human turn before the final assistant turn")
+        raise _BadField("chosen", "no human turn before the final assistant turn", "empty_prompt")
     return out
 
 
 def _from_ultrafeedback(row: dict) -> dict[str, Any]:
     out = {"prompt": _text(row, "prompt")}
-    for field in ("chosen", "rejected"):
-        if field not in row or row[field] is None:
-            raise _BadField(field, "missing field")
-        out[field] = _last_assistant(row[field], field)
+    for name in ("chosen", "rejected"):
+        if name not in row or row[name] is None:
+            raise _BadField(name, "missing field", "missing_field")
+        out[name] = _last_assistant(row[name], name)
     return out
 
 
@@ -175,7 +224,9 @@ _CORE = ("id", "prompt", "chosen", "rejected", "source")
 
 def _from_pairs(row: dict) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if k not in _CORE}
-    out.update({field: _text(row, field) for field in ("prompt", "chosen", "rejected")})
+    for key, value in out.items():
+        _finite(value, key)
+    out.update({name: _text(row, name) for name in ("prompt", "chosen", "rejected")})
     return out
 
 
@@ -187,45 +238,67 @@ _CONVERTERS: dict[str, Callable[[dict], dict[str, Any]]] = {
 def _detect_format(row: Any) -> str:
     """Guess the format from one record's keys and value types."""
     if not isinstance(row, dict):
-        raise _BadField("(record)", f"expected an object, got {type(row).__name__}")
+        raise _BadField("(record)", f"expected an object, got {type(row).__name__}", "not_an_object")
     chosen = row.get("chosen")
     if "prompt" in row:
         return "ultrafeedback" if isinstance(chosen, list) else "pairs"
     if isinstance(chosen, str) and ("Human:" in chosen or "Assistant:" in chosen):
         return "hh"
-    raise _BadField("prompt", "cannot detect the format: no 'prompt' field and 'chosen' is not an HH transcript")
+    raise _BadField("prompt", "cannot detect the format: no 'prompt' field and 'chosen' is not an HH transcript",
+                    "unknown_format")
 
 
 def _convert(row: Any, fmt: str, index: int, source_label: str) -> dict[str, Any]:
+    """One record in the common schema. Empty responses are kept (see the module docstring)."""
     if not isinstance(row, dict):
-        raise _BadField("(record)", f"expected an object, got {type(row).__name__}")
+        raise _BadField("(record)", f"expected an object, got {type(row).__name__}", "not_an_object")
     out = _CONVERTERS[fmt](row)
-    for field in ("prompt", "chosen", "rejected"):
-        out[field] = _nonempty(out[field], field)
+    out["prompt"] = out["prompt"].strip()
+    if not out["prompt"]:
+        raise _BadField("prompt", "empty text", "empty_prompt")
+    out["chosen"], out["rejected"] = out["chosen"].strip(), out["rejected"].strip()
     if out["chosen"] == out["rejected"]:
-        raise _BadField("rejected", "chosen and rejected are identical")
-    raw_id = row.get("id", row.get("prompt_id"))
+        raise _BadField("rejected", "chosen and rejected are identical", "identical")
+    raw_id = row.get("id")
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+        raise _BadField("id", f"expected a string or an integer, got {type(raw_id).__name__}", "wrong_type")
     out["id"] = str(raw_id) if raw_id not in (None, "") else f"{source_label}-{index:07d}"
     out["source"] = source_label
     return out
 
 
+def _prompt_ids_as_ids(records: list[dict[str, Any]], rows_prompt_ids: list[Any]) -> None:
+    """UltraFeedback's `prompt_id` names a prompt, not a pair: the k-th pair of a prompt gets `<prompt_id>-k`."""
+    seen: Counter = Counter()
+    for record, prompt_id in zip(records, rows_prompt_ids):
+        if prompt_id in (None, ""):
+            continue
+        seen[str(prompt_id)] += 1
+        k = seen[str(prompt_id)]
+        record["id"] = str(prompt_id) if k == 1 else f"{prompt_id}-{k}"
+
+
 # ---------------------------------------------------------------- public API
 
 
-def load_preferences(source: str, format: str = "auto", split: str = "train", limit: int | None = None,
-                     *, skip_invalid: bool = False) -> list[dict[str, Any]]:
+def read_preferences(source: str, format: str = "auto", split: str = "train", limit: int | None = None,
+                     *, invalid: str = "error") -> PreferenceLoad:
     """Load preference pairs from a local .jsonl/.json/.parquet file or `hub:<name>`.
 
     format: "hh", "ultrafeedback", "pairs" or "auto" (detected from the first record).
-    split is used for hub datasets only; limit caps the number of records read.
-    By default a bad record raises PreferenceDataError and nothing is returned; with
-    skip_invalid=True bad records are dropped instead (real dumps contain a few).
+    split is used for hub datasets only; limit caps the number of records kept (a hub dataset is
+    sliced to its first `limit` rows before any are skipped, so skipping can leave fewer).
+    invalid="error" (default): the first record that breaks a rule raises PreferenceDataError
+    naming file, line and field, and nothing is returned. invalid="skip": such records are dropped
+    and counted per reason in `.skipped`. File-level problems (not UTF-8, invalid JSON, NaN, an
+    over-long line, an unreadable parquet file) always raise: they are not records to skip.
     """
     if format != "auto" and format not in FORMATS:
         raise ValueError(f"unknown preference format {format!r}; use 'auto' or one of {FORMATS}")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"unknown invalid-record policy {invalid!r}; use one of {INVALID_POLICIES}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be null or an integer >= 0, got {limit!r}")
     if source.startswith("hub:"):
         name = source[len("hub:"):]
         where, rows = f"hub:{name}[{split}]", _iter_hub(name, split, limit)
@@ -234,16 +307,39 @@ def load_preferences(source: str, format: str = "auto", split: str = "train", li
         path = Path(source)
         where, rows, label = str(path), _iter_local(path), path.stem
     fmt = None if format == "auto" else format
-    records: list[dict[str, Any]] = []
+    load = PreferenceLoad(records=[])
+    prompt_ids: list[Any] = []
+    first_seen: dict[str, str] = {}
     for index, (location, row) in enumerate(rows):
-        if limit is not None and len(records) >= limit:
+        if limit is not None and len(load.records) >= limit:
             break
         try:
             if fmt is None:
                 fmt = _detect_format(row)
-            records.append(_convert(row, fmt, index, f"{fmt}:{label}"))
+            record = _convert(row, fmt, index, f"{fmt}:{label}")
+            if "id" in row and record["id"] in first_seen:
+                raise _BadField("id", f"duplicate id {record['id']!r} (first at {first_seen[record['id']]})",
+                                "duplicate_id")
         except _BadField as exc:
-            if skip_invalid:
-                continue
-            raise PreferenceDataError(f"{where}: {location}: field '{exc.field}': {exc.problem}") from None
-    return records
+            message = f"{where}: {location}: field '{exc.field}': {exc.problem}"
+            if invalid == "error":
+                raise PreferenceDataError(message, exc.reason) from None
+            load.skipped[exc.reason] += 1
+            load.first_skipped.setdefault(exc.reason, message)
+            continue
+        first_seen[record["id"]] = location
+        load.records.append(record)
+        prompt_ids.append(row.get("prompt_id") if "id" not in row else None)
+    _prompt_ids_as_ids(load.records, prompt_ids)
+    ids = Counter(record["id"] for record in load.records)
+    clash = next((rid for rid, n in ids.items() if n > 1), None)
+    if clash is not None:
+        raise PreferenceDataError(f"{where}: id {clash!r} is both a record's own id and one derived from another "
+                                  "record's position or prompt_id; give every record an 'id'", "duplicate_id")
+    return load
+
+
+def load_preferences(source: str, format: str = "auto", split: str = "train", limit: int | None = None,
+                     *, invalid: str = "error") -> list[dict[str, Any]]:
+    """The records of `read_preferences` (see there), without the skip counts."""
+    return read_preferences(source, format, split, limit, invalid=invalid).records

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from pipelines.models.safe_weights import require_safetensors
+
 # Architecture keys a config dict may set; everything tokenizer-derived is excluded.
 ALLOWED_KEYS = frozenset(
     {
@@ -86,10 +88,11 @@ def load_causal_lm(path: str):
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"model checkpoint directory not found: {path!r}")
-    if not (p / "config.json").is_file() or not any(p.glob("*.safetensors")):
+    if not (p / "config.json").is_file():
         raise FileNotFoundError(
             f"{path!r} is not a HF checkpoint directory (needs config.json and *.safetensors)"
         )
+    require_safetensors(p, "causal-LM checkpoint")
     model = AutoModelForCausalLM.from_pretrained(
         str(p), dtype=torch.float32, local_files_only=True, use_safetensors=True
     )

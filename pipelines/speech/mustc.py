@@ -6,11 +6,15 @@
 
 Using the real corpus layout means the same loader serves the synthetic corpus and real MuST-C.
 Every layout problem raises `MustcLayoutError` naming the offending path (and entry, key or line
-counts), because a silently misaligned transcript is far costlier than a crash.
+counts), because a silently misaligned transcript is far costlier than a crash. Problems with a
+yaml entry also name its line and field. A `wav` value must stay inside `<split>/wav/` once
+resolved (no `..`, no absolute path elsewhere, no symlink pointing out), so a segment list cannot
+make the pipeline read arbitrary files. Text files are strict UTF-8 (a byte-order mark is dropped).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -21,6 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import soundfile as sf
 import yaml
+
+from pipelines.data.text import TextFileError, read_text
 
 SAMPLE_RATE = 16000
 REQUIRED_KEYS = ("duration", "offset", "speaker_id", "wav")
@@ -160,7 +166,8 @@ def load_mustc(root: str | os.PathLike, split: str, lang: str = "de") -> list[Se
         have = sorted(p.name for p in split_dir.parent.iterdir() if p.is_dir())
         raise MustcLayoutError(f"{split_dir}: split directory does not exist (found splits: {have})")
     txt = split_dir / "txt"
-    entries = _read_yaml(txt / f"{split}.yaml")
+    yaml_path = txt / f"{split}.yaml"
+    entries = _read_yaml(yaml_path)
     en_path, tgt_path = txt / f"{split}.en", txt / f"{split}.{lang}"
     en, tgt = _read_lines(en_path), _read_lines(tgt_path)
     if not (len(en) == len(tgt) == len(entries)):
@@ -169,10 +176,15 @@ def load_mustc(root: str | os.PathLike, split: str, lang: str = "de") -> list[Se
     wav_frames: dict[str, int] = {}
     per_talk: dict[str, int] = {}
     segments = []
+    wav_root = (split_dir / "wav").resolve()
     for i, e in enumerate(entries):
-        wav = split_dir / "wav" / str(e["wav"])
+        wav = split_dir / "wav" / e["wav"]
         if e["wav"] not in wav_frames:
-            wav_frames[e["wav"]] = _check_wav(wav, i)
+            resolved = wav.resolve()
+            if not resolved.is_relative_to(wav_root):
+                raise MustcLayoutError(f"{yaml_path}: line {_entry_line(yaml_path, i)}: entry {i}: field 'wav': "
+                                       f"{e['wav']!r} resolves to {resolved}, outside {wav_root}")
+            wav_frames[e["wav"]] = _check_wav(wav, i, f"{yaml_path}: line {_entry_line(yaml_path, i)}")
         seg = Segment(f"{wav.stem}_{per_talk.get(wav.stem, 0)}", wav, float(e["offset"]), float(e["duration"]),
                       str(e["speaker_id"]), en[i], tgt[i])
         per_talk[wav.stem] = per_talk.get(wav.stem, 0) + 1
@@ -184,24 +196,45 @@ def load_mustc(root: str | os.PathLike, split: str, lang: str = "de") -> list[Se
     return segments
 
 
+def _strict_text(path: Path) -> str:
+    try:
+        return read_text(path)
+    except TextFileError as e:
+        raise MustcLayoutError(str(e)) from None
+
+
+def _entry_line(path: Path, index: int) -> int | str:
+    """1-based line of the index-th segment of a yaml list; composed again only when reporting an error."""
+    try:
+        node = yaml.compose(_strict_text(path), Loader=_Loader)
+        return node.value[index].start_mark.line + 1
+    except (yaml.YAMLError, AttributeError, IndexError, MustcLayoutError):
+        return "?"
+
+
 def _read_yaml(path: Path) -> list[dict]:
     if not path.is_file():
         raise MustcLayoutError(f"{path}: segment yaml does not exist")
     try:
-        entries = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        entries = yaml.load(_strict_text(path), Loader=_Loader)
     except yaml.YAMLError as e:
         raise MustcLayoutError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(entries, list):
         raise MustcLayoutError(f"{path}: expected a YAML list of segments, got {type(entries).__name__}")
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
-            raise MustcLayoutError(f"{path}: entry {i} is not a mapping")
+            raise MustcLayoutError(f"{path}: line {_entry_line(path, i)}: entry {i} is not a mapping")
         for key in REQUIRED_KEYS:
             if key not in e:
-                raise MustcLayoutError(f"{path}: entry {i} is missing key {key!r}")
+                raise MustcLayoutError(f"{path}: line {_entry_line(path, i)}: entry {i} is missing key {key!r}")
         for key in ("duration", "offset"):
-            if not isinstance(e[key], (int, float)) or e[key] < 0:
-                raise MustcLayoutError(f"{path}: entry {i} has invalid {key} {e[key]!r}")
+            value = e[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise MustcLayoutError(f"{path}: line {_entry_line(path, i)}: entry {i} has invalid {key} {value!r} "
+                                       "(expected a finite number of seconds >= 0)")
+        if not isinstance(e["wav"], str) or not e["wav"] or "\x00" in e["wav"]:
+            raise MustcLayoutError(f"{path}: line {_entry_line(path, i)}: entry {i} has invalid wav {e['wav']!r} "
+                                   "(expected a file name under the split's wav/ folder)")
     return entries
 
 
@@ -209,22 +242,24 @@ def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise MustcLayoutError(f"{path}: transcript file does not exist")
     # split on "\n" only: str.splitlines would also split on U+2028 and friends inside sentences
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = _strict_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [ln.rstrip("\r") for ln in lines]
 
 
-def _check_wav(path: Path, entry: int) -> int:
+def _check_wav(path: Path, entry: int, where: str) -> int:
+    """Frames of a talk's wav; `where` names the yaml file and line that referenced it."""
     if not path.is_file():
-        raise MustcLayoutError(f"{path}: wav referenced by yaml entry {entry} does not exist")
+        raise MustcLayoutError(f"{path}: wav referenced by yaml entry {entry} ({where}, field 'wav') does not exist")
     try:
         info = sf.info(str(path))
-    except RuntimeError as e:
-        raise MustcLayoutError(f"{path}: unreadable audio ({e})") from e
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise MustcLayoutError(f"{path}: unreadable audio, referenced by yaml entry {entry} ({where}, "
+                               f"field 'wav'): {e}") from e
     if info.samplerate != SAMPLE_RATE or info.channels != 1:
-        raise MustcLayoutError(
-            f"{path}: expected 16000 Hz mono, got {info.samplerate} Hz, {info.channels} channels")
+        raise MustcLayoutError(f"{path}: expected 16000 Hz mono, got {info.samplerate} Hz, {info.channels} channels "
+                               f"(referenced by yaml entry {entry}, {where}, field 'wav')")
     return info.frames
 
 

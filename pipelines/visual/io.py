@@ -5,6 +5,12 @@ optional "id", "family"}. Relative image paths are resolved against `image_root`
 else against the JSONL file's directory; the record's "image" holds the resolved path, so it
 opens from any working directory. Real pairs have no gold: gold fields and
 label_agrees_with_gold are None. Every error names the file and the 1-based line.
+
+The image root is a boundary: an image path that resolves outside it (`..`, an absolute path
+elsewhere, a symlink pointing out) is refused, so a pairs file cannot make the pipeline read and
+record arbitrary files. Every image is opened and decoded once here (render.check_image: at most
+64 MiB and 40 megapixels, decodable to the end), so an unreadable image fails this stage, naming
+its line, rather than a training stage later.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.data.jsonl import JsonlError, iter_jsonl
+
+from .render import ImageFileError, check_image
 
 
 def _text(path: Path, line: int, record: dict[str, Any], *keys: str) -> str:
@@ -38,18 +46,38 @@ def _without_placeholder(text: str) -> str:
     return IMAGE_PLACEHOLDER.sub("", text).strip()
 
 
+def _image_within(path: Path, line: int, root: Path, value: str, checked: set[Path]) -> Path:
+    """The resolved image path, refused unless it is a readable image inside `root` (already resolved)."""
+    if "\x00" in value:
+        raise JsonlError(path, line, "field 'image': path contains a NUL byte")
+    image = (root / value).resolve()
+    if not image.is_relative_to(root):
+        raise JsonlError(path, line, f"field 'image': {value!r} resolves to {image}, outside the image root {root} "
+                                     "(set visual.real.image_root to a folder that holds every image)")
+    if not image.is_file():
+        raise FileNotFoundError(f"{path}: line {line}: field 'image': image file not found: {image}")
+    if image not in checked:
+        try:
+            check_image(image)
+        except ImageFileError as exc:
+            raise JsonlError(path, line, f"field 'image': {image}: {exc}") from None
+        checked.add(image)
+    return image
+
+
 def load_visual_pairs(path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Read and check every line; raise on the first bad one rather than train on a partial set."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"visual pairs file not found: {path}")
-    root = Path(image_root) if image_root is not None else path.parent
+    root = (Path(image_root) if image_root is not None else path.parent).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image root is not a directory: {root}")
     records = []
     seen: dict[str, int] = {}
+    checked: set[Path] = set()
     for line, raw in iter_jsonl(path):
-        image = root / _text(path, line, raw, "image")
-        if not image.is_file():
-            raise FileNotFoundError(f"{path}: line {line}: image file not found: {image}")
+        image = _image_within(path, line, root, _text(path, line, raw, "image"), checked)
         prompt = _without_placeholder(_text(path, line, raw, "prompt", "question"))
         chosen = _without_placeholder(_text(path, line, raw, "chosen"))
         rejected = _without_placeholder(_text(path, line, raw, "rejected"))

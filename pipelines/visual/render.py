@@ -2,6 +2,10 @@
 
 Drawing is pure numpy so a scene always renders to the same pixels, whatever imaging library
 is installed; PIL is used only for the PNG file format.
+
+Real images are user data: `check_image` refuses a file over `MAX_IMAGE_BYTES` or
+`MAX_IMAGE_PIXELS` (before decoding it, so a decompression bomb costs nothing) and one PIL cannot
+decode to the end (not an image, truncated). `load_image` applies the same limits.
 """
 
 from __future__ import annotations
@@ -20,6 +24,13 @@ BACKGROUND = (240, 240, 232)
 RGB = {"red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 90, 220), "yellow": (236, 200, 20)}
 SIZE_FRACTION = {"large": 0.8, "small": 0.45}  # side (or diameter) as a share of the cell side
 NOISE_AMPLITUDE = 6  # +- grey levels when an rng is given: enough to break exact pixel matching
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a real photo is a few MB; 64 MiB is far beyond any dataset image
+MAX_IMAGE_PIXELS = 40_000_000  # 40 megapixels (8000 x 5000), under PIL's own bomb warning (89 M)
+_VERIFY_SIZE = (64, 64)  # JPEG is decoded at a reduced scale to check it: every byte is still read
+
+
+class ImageFileError(ValueError):
+    """An image file that is too large or cannot be decoded; the message says which and why."""
 
 
 def _mask(shape: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, half: float) -> np.ndarray:
@@ -65,6 +76,35 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     return write_bytes_atomic(buffer.getvalue(), path)
 
 
+def _open_within_limits(path: str | os.PathLike):
+    """PIL's lazy handle on `path`, after the byte and pixel limits (the header is all it has read)."""
+    from PIL import Image
+
+    size = os.path.getsize(path)
+    if size > MAX_IMAGE_BYTES:
+        raise ImageFileError(f"image is {size} bytes, over the limit of {MAX_IMAGE_BYTES}")
+    img = Image.open(path)
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise ImageFileError(f"image is {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+    return img
+
+
+def check_image(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of a decodable image within the limits; ImageFileError otherwise."""
+    try:
+        with _open_within_limits(path) as img:
+            size = img.size
+            img.draft("RGB", _VERIFY_SIZE)
+            img.load()
+            return size
+    except ImageFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, struct.error...)
+        raise ImageFileError(f"cannot decode the image ({type(exc).__name__}: {exc})") from exc
+
+
 def load_image(path: str | os.PathLike, image_size: int) -> np.ndarray:
     """Read any PIL-readable image as uint8 [S, S, 3]; transparency is composited onto white."""
     from PIL import Image, UnidentifiedImageError
@@ -72,7 +112,7 @@ def load_image(path: str | os.PathLike, image_size: int) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        with Image.open(path) as img:
+        with _open_within_limits(path) as img:
             img.load()
             if img.mode == "P" and "transparency" in img.info:
                 img = img.convert("RGBA")
@@ -84,5 +124,5 @@ def load_image(path: str | os.PathLike, image_size: int) -> np.ndarray:
             if img.size != (image_size, image_size):
                 img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
             return np.array(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc

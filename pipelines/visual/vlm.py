@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from pipelines.models.causal_lm import ALLOWED_KEYS as LLAMA_KEYS
+from pipelines.models.safe_weights import require_safetensors
 from pipelines.models.tokenizer import train_bpe_tokenizer
 
 IMAGE_TOKEN = "<image>"
@@ -99,6 +100,8 @@ def load_vlm(path_or_name: str):
     local = p.is_dir()
     if local and not (p / "config.json").is_file():
         raise FileNotFoundError(f"{path_or_name!r} has no config.json: not a HF LLaVA checkpoint directory")
+    if local:
+        require_safetensors(p, "LLaVA checkpoint")
     if not local and (p.is_absolute() or str(path_or_name).startswith(".")):
         raise FileNotFoundError(f"LLaVA checkpoint directory not found: {path_or_name!r}")
     model = LlavaForConditionalGeneration.from_pretrained(str(path_or_name), dtype=torch.float32,

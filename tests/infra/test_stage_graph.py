@@ -20,7 +20,7 @@ def test_execution_order_respects_dependencies(graph):
 
 
 def test_targets_pull_in_upstream_only(graph):
-    assert graph.order(["sft"]) == ["world", "tokenizer", "base_lm", "sft"]
+    assert graph.order(["sft"]) == ["external_inputs", "world", "tokenizer", "base_lm", "sft"]
     assert graph.order(["world"]) == ["world"]
     with pytest.raises(AlignflowError, match="unknown stage"):
         graph.order(["nope"])
@@ -37,7 +37,10 @@ def test_producers_consumers_and_downstream(graph):
     speech = {"speech_corpus", "speech_vocab", "speech_features", "st_nast", "st_ar", "st_nast_nopae",
               "st_nast_nocross", "st_nast_curriculum", "st_compare"}
     assert speech <= set(graph.stages)  # the speech branch is independent of the alignment branch
-    assert set(graph.downstream("world")) == set(graph.stages) - {"world"} - speech
+    assert set(graph.downstream("world")) == set(graph.stages) - {"world", "external_inputs"} - speech
+    # files named by params are fingerprinted upstream of exactly the stages that read them
+    assert set(graph.direct_consumers("external_inputs")) == {"prefs", "tokenizer", "base_lm", "rm_compare",
+                                                             "speech_corpus", "visual_world", "visual_policy"}
     assert set(graph.downstream("speech_corpus")) == speech - {"speech_corpus"}
     visual = {"visual_world", "visual_policy", "visual_select", "rovrm", "rovrm_visual_only", "rovrm_ablations",
               "rovrm_compare"}
@@ -45,7 +48,7 @@ def test_producers_consumers_and_downstream(graph):
     assert set(graph.downstream("visual_world")) == visual - {"visual_world"}
     assert visual <= set(graph.downstream("prefs")) and not visual & set(graph.downstream("base_lm"))
     assert set(graph.downstream("visual_select")) == {"rovrm", "rovrm_visual_only", "rovrm_ablations", "rovrm_compare"}
-    assert graph.order(["gram"]) == ["world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram"]
+    assert graph.order(["gram"]) == ["external_inputs", "world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram"]
 
 
 def test_registered_stages_declare_their_model(graph):

@@ -180,7 +180,7 @@ def test_a_study_runs_its_grid_as_dvc_experiments_and_resumes(project):
 def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     root, env, _ = project
     (root / "bad_prefs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
-                                          '{"prompt": "p", "chosen": "", "rejected": "b"}\n')
+                                          '{"prompt": "p", "chosen": "b", "rejected": "b"}\n')
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["prefs"]["path"] = "bad_prefs.jsonl"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -188,7 +188,7 @@ def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     proc, _ = run_flow(root, env, "--stages", "prefs")
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert "bad_prefs.jsonl: line 2: field 'chosen'" in output
+    assert "bad_prefs.jsonl: line 2: field 'rejected'" in output
     assert proc.stdout.count("Running stage 'prefs'") == 1  # one attempt, never retried (stderr repeats the line)
     assert (root / "data/prefs/train.jsonl").read_text() == before
     assert not list((root / "data").glob(".prefs.tmp-*"))

@@ -150,3 +150,64 @@ def test_wrong_sample_rate(corpus):
     sf.write(str(wav), np.zeros(8000, np.float32), 8000, subtype="PCM_16")
     with _expect(wav, "expected 16000 Hz mono, got 8000 Hz"):
         load_mustc(corpus, "train")
+
+
+# ---------------------------------------------------------------- paths that escape, bytes that are not text
+
+def _flow_yaml(entries) -> str:
+    """One flow-style entry per line, like the real MuST-C yaml (entry i is on line i + 1)."""
+    return yaml.safe_dump(entries, default_flow_style=None, width=1000)
+
+
+@pytest.mark.parametrize("wav", ["../../../../../../etc/hostname", "../txt/train.en", "/etc/hostname"])
+def test_wav_paths_escaping_the_wav_folder_are_refused(corpus, wav):
+    """A `wav` that resolves outside <split>/wav/ is refused naming the yaml file, line, entry and field,
+    before the file is opened. Breaks if `..` or an absolute path is joined and read."""
+    path, entries = _yaml(corpus)
+    entries[2]["wav"] = wav
+    path.write_text(_flow_yaml(entries))
+    with _expect(path, "line 3: entry 2: field 'wav'", repr(wav), "outside", str(split_dir(corpus) / "wav")):
+        load_mustc(corpus, "train")
+
+
+def test_wav_symlink_pointing_out_is_refused(corpus, tmp_path_factory):
+    """A symlink in wav/ resolving elsewhere is an escape; the wav folder itself being a symlink is not.
+    Breaks if containment is checked on the unresolved path (or on the unresolved folder)."""
+    path, entries = _yaml(corpus)
+    wav_dir = split_dir(corpus) / "wav"
+    outside = tmp_path_factory.mktemp("elsewhere")
+    (wav_dir / "ted_2.wav").rename(outside / "ted_2.wav")
+    (wav_dir / "ted_2.wav").symlink_to(outside / "ted_2.wav")
+    with _expect(path, "line ", "entry 2: field 'wav'", "outside"):
+        load_mustc(corpus, "train")
+    (wav_dir / "ted_2.wav").unlink()
+    (outside / "ted_2.wav").rename(wav_dir / "ted_2.wav")
+    moved = tmp_path_factory.mktemp("storage") / "wav"
+    wav_dir.rename(moved)
+    wav_dir.symlink_to(moved)
+    assert len(load_mustc(corpus, "train")) == 3
+
+
+@pytest.mark.parametrize("key, value", [("duration", float("nan")), ("offset", float("inf")), ("duration", True),
+                                        ("wav", 7)])
+def test_bad_entry_values_name_line_and_key(corpus, key, value):
+    """NaN passed the old `< 0` check (NaN < 0 is False); a bool is an int to Python. Breaks if any of these
+    loads, or the error loses the yaml line."""
+    path, entries = _yaml(corpus)
+    entries[1][key] = value
+    path.write_text(_flow_yaml(entries))
+    with _expect(path, "line 2: entry 1 has invalid", key):
+        load_mustc(corpus, "train")
+
+
+def test_transcripts_are_strict_utf8_and_a_bom_is_dropped(corpus):
+    """A latin-1 byte in train.de names file, line and column; a BOM on train.en is not glued to the first
+    sentence. Breaks if transcripts are decoded leniently or the BOM survives."""
+    txt = split_dir(corpus) / "txt"
+    en = txt / "train.en"
+    en.write_bytes(b"\xef\xbb\xbf" + en.read_bytes())
+    assert load_mustc(corpus, "train")[0].en == "The man sleeps."
+    de = txt / "train.de"
+    de.write_bytes(de.read_bytes().replace("schläft".encode(), "schl\xe4ft".encode("latin-1")))
+    with _expect(de, "line 1: not valid UTF-8 (byte 0xe4 at column 14)"):
+        load_mustc(corpus, "train")

@@ -1,0 +1,178 @@
+"""Code dependencies of each stage, derived from the import graph so the DVC cache never serves stale code.
+
+A stage's command is `python -m stages.X ...`; every project module that command imports, directly or
+through other project modules (`stages/`, `pipelines/`, `alignflow/`, package `__init__.py` files
+included), must be a DVC dependency of the stage, or DVC (and its run-cache) would call the stage
+up to date after that module changed. Imports are read statically with `ast`, including imports
+inside functions (the common lazy-import style here), so a module imported only on one code path
+still counts: over-approximating costs a rerun, under-approximating serves a stale result.
+
+`alignflow deps --write` rewrites the code entries of each stage's `deps:` in dvc.yaml from this
+graph (a folder whose every module is imported is listed as the folder); `alignflow deps --check`
+and the test suite fail when dvc.yaml and the import graph disagree.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_PACKAGES = ("stages", "pipelines", "alignflow")
+_MODULE_IN_CMD = re.compile(r"(?:^|\s)-m\s+([A-Za-z_][\w.]*)")
+
+
+def stage_module(cmd: str) -> str | None:
+    """The module a stage command runs (`python -m stages.world --x` -> `stages.world`)."""
+    match = _MODULE_IN_CMD.search(cmd)
+    return match.group(1) if match else None
+
+
+def module_file(root: Path, name: str) -> Path | None:
+    """The source file of a project module or package, or None when `name` is not a project module."""
+    if name.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path, root: Path) -> set[str]:
+    """Dotted names a file imports; `from a import b` yields both `a` and `a.b` (b may be a module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = path.relative_to(root).with_suffix("").parts[:-1]
+    if path.name == "__init__.py":
+        package = path.relative_to(root).parts[:-1]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package[:len(package) - node.level + 1]
+                base = ".".join((*anchor, base) if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _files_of(root: Path, name: str) -> set[Path]:
+    """The module's file plus the `__init__.py` of every package above it (Python runs them all)."""
+    parts = name.split(".")
+    found = set()
+    for i in range(1, len(parts) + 1):
+        path = module_file(root, ".".join(parts[:i]))
+        if path is not None:
+            found.add(path)
+    return found
+
+
+def import_closure(root: Path, module: str) -> set[Path]:
+    """Every project source file that importing `module` can execute."""
+    root = root.resolve()
+
+    @lru_cache(maxsize=None)
+    def direct(path: Path) -> frozenset[Path]:
+        deps: set[Path] = set()
+        for name in _imported_names(path, root):
+            deps |= _files_of(root, name)
+        return frozenset(deps)
+
+    todo = list(_files_of(root, module))
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        todo.extend(direct(path) - seen)
+    return seen
+
+
+def required_files(root: Path, cmd: str) -> list[str]:
+    """Project files (relative paths) the stage command imports; empty for a command that is not `-m`."""
+    module = stage_module(cmd)
+    if module is None or module_file(root, module) is None:
+        return []
+    root = root.resolve()
+    return sorted(p.relative_to(root).as_posix() for p in import_closure(root, module))
+
+
+def _package_modules(root: Path, folder: str) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in (root / folder).rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def compact(root: Path, files: list[str]) -> list[str]:
+    """Replace the files of a folder by the folder when every module under it is required.
+
+    A folder dep also makes the stage stale when a module is added there; that costs a rerun, never
+    a stale result, and keeps dvc.yaml readable.
+    """
+    root = root.resolve()
+    wanted = set(files)
+    folders = sorted({str(Path(f).parent.as_posix()) for f in files}, key=lambda d: (d.count("/"), d))
+    chosen: list[str] = []
+    for folder in folders:
+        if folder in PROJECT_PACKAGES or any(folder.startswith(c + "/") for c in chosen):
+            continue  # never a whole top-level package; nothing twice
+        if _package_modules(root, folder) <= wanted:
+            chosen.append(folder)
+    left = [f for f in files if not any(f.startswith(c + "/") for c in chosen)]
+    return sorted(chosen + left)
+
+
+def is_code_path(path: str) -> bool:
+    return path.split("/")[0] in PROJECT_PACKAGES
+
+
+def covered(path: str, deps: list[str] | tuple[str, ...]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def missing_deps(root: Path, stages: dict[str, tuple[str, tuple[str, ...]]]) -> dict[str, list[str]]:
+    """{stage: imported files its own deps do not cover} for stages given as {name: (cmd, deps)}."""
+    report = {}
+    for name, (cmd, deps) in stages.items():
+        missing = [f for f in required_files(root, cmd) if not covered(f, deps)]
+        if missing:
+            report[name] = missing
+    return report
+
+
+def expected_code_deps(root: Path, cmd: str) -> list[str]:
+    return compact(root, required_files(root, cmd))
+
+
+def rewrite_dvc_yaml(text: str, code_deps: dict[str, list[str]]) -> str:
+    """dvc.yaml text with each named stage's code deps replaced, everything else (comments too) kept.
+
+    The file's layout is the project's: `stages:` at column 0, stage names at 2 spaces, keys at 4,
+    list items at 6. Code deps come first in a stage's list, data deps after them in their order.
+    """
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    stage = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        header = re.match(r"^  ([A-Za-z_][\w-]*):\s*$", line)
+        if header:
+            stage = header.group(1)
+        if stage in code_deps and line.rstrip() == "    deps:":
+            out.append(line)
+            i += 1
+            kept = []
+            while i < len(lines) and lines[i].startswith("      - "):
+                item = lines[i][len("      - "):].strip()
+                if not is_code_path(item):
+                    kept.append(lines[i])
+                i += 1
+            out.extend(f"      - {path}\n" for path in code_deps[stage])
+            out.extend(kept)
+            continue
+        out.append(line)
+        i += 1
+    return "".join(out)

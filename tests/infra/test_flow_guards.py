@@ -1,0 +1,17 @@
+"""What the flow refuses before it touches a workspace."""
+from __future__ import annotations
+
+import pytest
+
+from alignflow.errors import AlignflowError
+from flows.pipeline import SERVED_ROOT_ENV, alignflow_pipeline
+
+
+def test_a_served_deployment_refuses_another_root(tmp_path, monkeypatch):
+    """A deployment's `root` parameter can be edited in the Prefect UI; breaks if the flow followed it elsewhere."""
+    served, other = tmp_path / "served", tmp_path / "other"
+    served.mkdir(), other.mkdir()
+    monkeypatch.setenv(SERVED_ROOT_ENV, str(served))
+    with pytest.raises(AlignflowError, match="refusing root="):
+        alignflow_pipeline.fn(profile="smoke", root=str(other))
+    assert not (other / "params.yaml").exists()
