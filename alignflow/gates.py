@@ -24,6 +24,7 @@ A gate whose value is None or not finite fails: there is nothing to defend a cha
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -49,8 +50,8 @@ def eval_set(path: str, md5: str, n: int) -> str:
 
 
 def usable(value: Any) -> bool:
-    """A finite number (bools excluded): something two models can be compared on."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number (bools excluded, numpy scalars included): something two models can be compared on."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _gate(kind: str, inputs: dict, passed: bool, metric: str, value: Any, threshold: Any, higher_is_better: bool,

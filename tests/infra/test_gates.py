@@ -86,6 +86,14 @@ def test_a_gate_without_a_usable_value_fails(value):
     assert not upper_bound_gate("val_ppl", value, 30.0, SMOKE)["passed"]
 
 
+def test_numpy_scalars_are_usable_values():
+    """Stages compute some numbers with numpy; a float32 or int64 value must not fail a gate as 'unusable'."""
+    import numpy as np
+
+    assert gates.usable(np.float32(0.7)) and gates.usable(np.int64(3)) and not gates.usable(True)
+    assert lower_bound_gate("bleu", np.float32(9.0), 5.0, SMOKE)["passed"]
+
+
 def test_recompute_applies_todays_rules_to_what_was_committed():
     """A verdict written by older rules is decided again from its inputs; a legacy gate gets the vetoes."""
     stale = {**interval_gate("acc", 0.7, 0.5, 0.5, SMOKE, "acc"), "passed": True}  # written by a `>=` rule
