@@ -33,8 +33,10 @@ def _cmd_run(args) -> int:
               file=sys.stderr)
         return interrupt.exit_code()
     if not state.is_completed():
+        from tasks.reproduce import BAD_INPUT_PREFIX
+
         print(f"alignflow run failed: {state.message}", file=sys.stderr)
-        return 1
+        return 2 if (state.message or "").startswith(BAD_INPUT_PREFIX) else 1
     print(format_table(state.result()))
     if args.summary_json:
         from alignflow.atomic import write_json_atomic

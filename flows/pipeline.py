@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
 from alignflow import interrupt, tracking
 from alignflow.errors import AlignflowError
@@ -17,7 +18,7 @@ from alignflow.params import write_params
 from alignflow.paths import repo_root
 from alignflow.stage_graph import load_stage_graph
 from alignflow.workspace_lock import workspace_lock
-from tasks.reproduce import reproduce_stage
+from tasks.reproduce import BAD_INPUT_PREFIX, reproduce_stage
 
 SERVED_ROOT_ENV = "ALIGNFLOW_SERVED_ROOT"
 
@@ -48,7 +49,14 @@ def alignflow_pipeline(profile: str | None = None, stages: list[str] | None = No
     # a deployment runs this flow without the CLI: the lock (re-entrant for the CLI's own call) keeps
     # two runs from rewriting params.yaml or driving DVC in one workspace at once
     with workspace_lock(root_path, f"alignflow flow run {flow_run.get_name() or ''}".strip()):
-        return _run_stages(root_path, profile, stages, retries)
+        try:
+            return _run_stages(root_path, profile, stages, retries)
+        except BadInput as exc:
+            return Failed(message=str(exc))  # the stage's own line, without a traceback
+
+
+class BadInput(Exception):
+    """A stage refused its input; its message is the stage's one-line error."""
 
 
 def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, retries: int) -> list[dict]:
@@ -73,7 +81,10 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
             if interrupt.requested():
                 raise RuntimeError(f"interrupted by {interrupt.requested()} before stage {name}")
             task = reproduce_stage.with_options(retries=retries)
-            results.append(task(str(root_path), graph.stages[name], parent.info.run_id, flow_run_id))
+            state = task(str(root_path), graph.stages[name], parent.info.run_id, flow_run_id, return_state=True)
+            if state.is_failed() and (state.message or "").startswith(BAD_INPUT_PREFIX):
+                raise BadInput(state.message)  # inside the MLflow run, so the parent run ends FAILED
+            results.append(state.result())  # any other failure raises the stage's exception here
         mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
     logger.info("stage summary\n%s", format_table(results))
     return results

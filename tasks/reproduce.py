@@ -23,11 +23,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_table_artifact
 
-from alignflow import registry, tracking
+from prefect.states import Failed
+
+from alignflow import interrupt, registry, tracking
 from alignflow.stage import BAD_INPUT_EXIT
 from alignflow.stage_graph import StageInfo
 from alignflow.stage_results import headline, lineage_tags
 
+BAD_INPUT_PREFIX = "bad input: "
 
 
 @dataclass
@@ -58,13 +61,14 @@ def _env(**values: str | None):
                 os.environ[key] = value
 
 
-def _read_record(path: Path, stage: str) -> str | None:
+def _read_record(path: Path, stage: str, key: str = "run_id") -> str | None:
+    """What the stage command wrote to its record: its MLflow run id, or the one-line error it failed with."""
     if not path.is_file():
         return None
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        if row.get("stage") == stage:
-            return row["run_id"]
+        if row.get("stage") == stage and row.get(key):
+            return row[key]
     return None
 
 
@@ -80,15 +84,25 @@ def _restore_outputs(repo, stage: str, logger) -> None:
 _EXIT_STATUS = re.compile(r"exited with (-?\d+)")
 
 
+def _exit_code(exc: BaseException | None) -> int | None:
+    """The stage command's exit status, from DVC's error chain."""
+    while exc is not None:
+        found = _EXIT_STATUS.findall(str(exc))
+        if found:
+            return int(found[-1])
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _retry_unless_bad_input(task, task_run, state) -> bool:
-    """Retry crashes and flaky failures, not a stage that rejected its input (exit status exactly 2)."""
+    """Retry crashes and flaky failures, not a stage that rejected its input (exit status exactly 2) nor one
+    that was stopped by Ctrl-C / SIGTERM."""
+    if interrupt.requested() or (state.message or "").startswith(BAD_INPUT_PREFIX):
+        return False
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001
-        while exc is not None:  # DVC wraps the command's failure: look down the cause chain
-            if any(int(code) == BAD_INPUT_EXIT for code in _EXIT_STATUS.findall(str(exc))):
-                return False
-            exc = exc.__cause__ or exc.__context__
+        return _exit_code(exc) != BAD_INPUT_EXIT  # DVC wraps the command's failure: read down the chain
     return True
 
 
@@ -107,8 +121,12 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
             with Repo(root) as repo:
                 try:
                     changed = repo.reproduce(info.name, single_item=True)
-                except BaseException:  # Ctrl-C too: the stage's previous outputs come back
+                except BaseException as exc:  # Ctrl-C too: the stage's previous outputs come back
                     _restore_outputs(repo, info.name, logger)
+                    error = _read_record(record, info.name, "error")
+                    if error and _exit_code(exc) == BAD_INPUT_EXIT:
+                        # bad input: the stage's own line, no traceback, no retry (see the flow)
+                        return Failed(message=f"{BAD_INPUT_PREFIX}{error}")
                     raise
         run_id = _read_record(record, info.name)
     status = "executed" if run_id else ("restored" if changed else "up-to-date")
