@@ -31,12 +31,13 @@ def run(ctx: StageContext) -> None:
                                              file_md5(base / "model.safetensors")))
     result = train(rm, examples, bt_loss, cfg, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_bt, pad_id=rm.pad_id))
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     rm.eval()
     out = ctx.output("models/bt_rm")
     metrics = evaluate_reward_model(ctx, rm, out, p["eval"])
     low = metrics["test_id/acc_gold_ci95_low"]
     metrics.update({"train_pairs": len(records), "train_steps": result.steps,
-                    "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
+                    "stopped_by_time_budget": result.stopped_by_time_budget,
                     "gate": {"passed": low > 0.5, "metric": "test_id/acc_gold", "value": metrics["test_id/acc_gold"],
                              "threshold": 0.5, "higher_is_better": True,
                              "reason": f"ID gold-order accuracy 95% CI low {low:.4f} vs chance 0.5"}})
