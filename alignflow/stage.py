@@ -110,10 +110,12 @@ def _stage_info(root: Path, name: str):
     from alignflow.stage_graph import load_stage_graph
 
     try:
-        return load_stage_graph(root).stages.get(name)
+        stages = load_stage_graph(root).stages
     except Exception as exc:  # noqa: BLE001 - a broken dvc.yaml is DVC's error to report, not ours
         log.warning("could not read dvc.yaml for stage %s: %s", name, exc)
         return None
+    # DVC names stages relative to the working directory ("dir/dvc.yaml:name" from elsewhere)
+    return stages.get(name) or next((s for a, s in stages.items() if a.endswith(f"dvc.yaml:{name}")), None)
 
 
 def mlflow_metric_name(key: str) -> str:
