@@ -1,8 +1,13 @@
-"""Atomic writes: a failed stage leaves the previous output (or nothing), never half a file."""
+"""Atomic writes: a failed stage leaves the previous output (or nothing), never half a file.
+
+Temporary names carry the writer's PID (`.NAME.tmp-PID...`, `.NAME.old-PID`), so a later run can tell
+the leftovers of a killed process from the work of a live one (`remove_dead_temps`).
+"""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -10,20 +15,50 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename or a new entry in `path` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """fsync every file and folder under `path` (and `path` itself), so a crash after a rename finds it whole."""
+    path = Path(path)
+    for folder, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(folder)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should read like any other file
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -47,10 +82,49 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty staging folder next to `final`; it replaces `final` only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    staged = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
     try:
         yield staged
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     replace_dir(staged, final)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (this process counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_dead_temps(final: str | os.PathLike) -> list[Path]:
+    """Delete `.NAME.tmp-PID*` / `.NAME.old-PID` leftovers beside `final` whose writer has died.
+
+    `.NAME.old-PID` is the previous output a killed commit had moved aside; it is removed only when
+    `final` exists (otherwise it is moved back, so the workspace keeps the last good output).
+    Returns what was removed or restored.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(tmp|old)-(\d+)")
+    handled = []
+    for entry in sorted(final.parent.iterdir()):
+        m = pattern.match(entry.name)
+        if not m or pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not (final.exists() or final.is_symlink()):
+            os.replace(entry, final)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        handled.append(entry)
+    return handled

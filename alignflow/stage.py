@@ -1,16 +1,36 @@
 """The runtime every DVC stage command shares: params, staged outputs, an MLflow run, clean errors.
 
 A stage module defines `run(ctx)` and ends with `stage_main("name", run)`. Outputs are written
-into staging folders and moved into place only when `run` returns, so a failed stage leaves no
-half-written output; the MLflow run is marked FAILED and nothing is registered.
+into staging folders (`.NAME.tmp-PID`) and moved into place only when `run` returns, so a failed
+stage leaves no half-written output; the MLflow run is marked FAILED and nothing is registered.
+
+Identical inputs, identical outputs: DVC-tracked outputs hold only what the code, params and
+inputs determine. Facts about the machine and the moment (wall times, tokens/s, speed-ups, thread
+counts, host) go through `ctx.write_machine_facts(...)` instead: to the MLflow run, and to the
+untracked folder `reports/machine/<stage>/` (git-ignored and dvc-ignored): `facts.json`, with
+`stage_seconds`, `torch_threads`, `host` and `cpu_count` added, plus any speed tables or plots the
+stage writes into `ctx.machine_dir()`. The folder is staged like an output and replaces the previous
+one only when the stage succeeds. `alignflow run`'s table of headline metrics reads `facts.json`
+too, so a stage can name a machine fact in `meta.headline`. Gates never read it
+(`stopped_by_time_budget`, which decides gates, stays in metrics.json).
+
+Killed stages leave nothing behind for long: at start a stage removes staging folders of its
+outputs whose writer PID is dead, and marks its own MLflow runs still RUNNING from a dead process on
+this host (tags `alignflow.pid`, `alignflow.host`) as KILLED. `ctx.checkpoint_dir(key)` keys resume
+state on the caller's key, the stage's params, the content of its DVC deps and the source of every
+project module loaded, so a checkpoint is never resumed under other code or inputs.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import shutil
+import socket
 import sys
 import time
 import traceback
@@ -18,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from alignflow import tracking
-from alignflow.atomic import replace_dir, write_json_atomic
+from alignflow.atomic import pid_alive, remove_dead_temps, replace_dir, write_json_atomic
 from alignflow.errors import AlignflowError, ParamsError
 from alignflow.params import flatten, load_params, section
 from alignflow.paths import checkpoints_dir, repo_root
@@ -28,6 +48,74 @@ BAD_INPUT_EXIT = 2
 
 
 _MLFLOW_NAME_BAD = re.compile(r"[^0-9A-Za-z_\-. :/]")
+PROJECT = Path(__file__).resolve().parents[1]  # where the code this process runs lives
+CODE_PACKAGES = ("alignflow", "pipelines", "stages")
+PID_TAG, HOST_TAG = "alignflow.pid", "alignflow.host"
+
+
+def machine_dir_rel(stage: str) -> str:
+    """The untracked per-stage folder of machine facts (see the module docstring), relative to the root."""
+    return f"reports/machine/{stage}"
+
+
+def machine_facts_path(root: Path, stage: str) -> Path:
+    return root / machine_dir_rel(stage) / "facts.json"
+
+
+def read_machine_facts(root: Path, stage: str) -> dict:
+    path = machine_facts_path(root, stage)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def loaded_code_digest(project: Path = PROJECT) -> str:
+    """sha256 over the source of every project module this process has imported (path + bytes)."""
+    digest = hashlib.sha256()
+    files = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        try:
+            rel = path.relative_to(project)
+        except ValueError:
+            continue
+        if rel.parts and rel.parts[0] in CODE_PACKAGES and path.suffix == ".py":
+            files.add((rel.as_posix(), path))
+    for rel, path in sorted(files):
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def content_digest(path: Path) -> str:
+    """md5 of a file, or of a folder's sorted (relative path, file md5) list; 'missing' if absent."""
+    if path.is_file():
+        return tracking.file_md5(path)
+    if not path.is_dir():
+        return "missing"
+    digest = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{file.relative_to(path).as_posix()}:{tracking.file_md5(file)}\n".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _stage_info(root: Path, name: str):
+    """The stage's dvc.yaml entry (deps, outs, params), or None outside a project that declares it."""
+    if not (root / "dvc.yaml").is_file():
+        return None
+    from alignflow.stage_graph import load_stage_graph
+
+    try:
+        stages = load_stage_graph(root).stages
+    except Exception as exc:  # noqa: BLE001 - a broken dvc.yaml is DVC's error to report, not ours
+        log.warning("could not read dvc.yaml for stage %s: %s", name, exc)
+        return None
+    # DVC names stages relative to the working directory ("dir/dvc.yaml:name" from elsewhere)
+    return stages.get(name) or next((s for a, s in stages.items() if a.endswith(f"dvc.yaml:{name}")), None)
 
 
 def mlflow_metric_name(key: str) -> str:
@@ -47,6 +135,8 @@ class StageContext:
         self._run = run
         self._staged: dict[Path, Path] = {}
         self._artifacts: list[tuple[Path, str]] = []
+        self._machine: dict[str, Any] = {}
+        self._resume_base: str | None = None
         self.started = time.time()
 
     # ---- params -------------------------------------------------------------------------
@@ -65,6 +155,7 @@ class StageContext:
         """An empty staging folder that becomes `relpath` when the stage succeeds."""
         final = (self.root / relpath).resolve()
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temps(final)
         staged = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir()
@@ -72,15 +163,67 @@ class StageContext:
         return staged
 
     def checkpoint_dir(self, key: str) -> Path:
-        """A resumable scratch folder for this stage, keyed so a params change never resumes stale state."""
-        path = checkpoints_dir(self.root) / self.name / key
+        """A resumable scratch folder for this stage, keyed on `key` plus everything else that shapes it.
+
+        The folder name hashes `key` with the stage's params, the content of its DVC deps (upstream
+        outputs, data files, code) and the source of every project module loaded so far, so a
+        changed param, input or line of code never resumes a checkpoint made under the old one.
+        """
+        if self._resume_base is None:
+            self._resume_base = self._resume_digest()
+        name = hashlib.sha256(f"{self._resume_base}:{key}".encode()).hexdigest()[:16]
+        path = checkpoints_dir(self.root) / self.name / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _resume_digest(self) -> str:
+        info = _stage_info(self.root, self.name)
+        if info is None:
+            params, deps = self.params, {}
+        else:
+            params = {k: self.params.get(k) for k in sorted(info.params)}
+            deps = {dep: content_digest(self.root / dep) for dep in sorted(info.deps)}
+        blob = json.dumps({"params": params, "deps": deps, "code": loaded_code_digest()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
     def write_metrics(self, out_dir: Path, metrics: Mapping[str, Any]) -> None:
-        """metrics.json inside a (cached) output folder, and the numeric values to MLflow."""
+        """metrics.json inside a (cached) output folder, and the numeric values to MLflow.
+
+        Only values the code, params and inputs determine belong here; wall times and speeds go
+        to `write_machine_facts`.
+        """
         write_json_atomic(out_dir / "metrics.json", metrics)
         self.log_metrics(metrics)
+
+    def write_machine_facts(self, facts: Mapping[str, Any]) -> None:
+        """Record wall times, speeds, thread counts: to MLflow now, to `reports/machine/<stage>/facts.json` on success.
+
+        Several calls merge. Nothing here reaches a DVC-tracked output, so two runs of the same
+        commit and params on different machines still give identical output hashes.
+        """
+        self._machine.update(facts)
+        self.log_metrics(facts)
+
+    @property
+    def machine_facts(self) -> dict:
+        """What `write_machine_facts` has recorded so far in this run."""
+        return dict(self._machine)
+
+    def machine_dir(self) -> Path:
+        """A staging folder for machine-dependent files (speed tables and plots): `reports/machine/<stage>/`."""
+        final = (self.root / machine_dir_rel(self.name)).resolve()
+        return self._staged.get(final) or self.output(machine_dir_rel(self.name))
+
+    def _stage_machine_facts(self) -> dict:
+        """facts.json in the machine folder, with what every stage records about where it ran."""
+        facts = {"stage_seconds": round(time.time() - self.started, 2), "host": socket.gethostname(),
+                 "cpu_count": os.cpu_count(), "python": platform.python_version(), **self._machine}
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            facts.setdefault("torch_threads", torch.get_num_threads())
+            facts.setdefault("torch_version", str(torch.__version__))
+        write_json_atomic(self.machine_dir() / "facts.json", facts)
+        return facts
 
     # ---- tracking -----------------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -118,15 +261,47 @@ class StageContext:
         self._artifacts.append(((self.root / final_dir).resolve(), artifact_path))
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def _commit_outputs(self) -> None:
+    def _commit_outputs(self) -> dict:
+        """Move every staged output into place, machine facts included; returns the facts."""
+        facts = self._stage_machine_facts()
         for final, staged in self._staged.items():
             replace_dir(staged, final)
         self._staged.clear()
+        return facts
 
     def _discard_outputs(self) -> None:
         for staged in self._staged.values():
             shutil.rmtree(staged, ignore_errors=True)
         self._staged.clear()
+
+
+def remove_stale_outputs(root: Path, name: str) -> list[Path]:
+    """Staging and moved-aside folders of this stage's outputs left by processes that have died."""
+    info = _stage_info(root, name)
+    found: list[Path] = []
+    for out in info.outs if info is not None else ():
+        found += remove_dead_temps((root / out).resolve())
+    for path in found:
+        log.warning("removed %s, left by a stage process that no longer runs", path)
+    return found
+
+
+def mark_dead_runs_killed(client, experiment_id: str, name: str) -> list[str]:
+    """Close this stage's MLflow runs still RUNNING whose process (tag pid, this host) has died: status KILLED."""
+    host = socket.gethostname()
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`alignflow.stage` = '{name}' "
+                                                             "and attributes.status = 'RUNNING'")
+    killed = []
+    for run in runs:
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) != host or not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "alignflow.error", f"process {pid} on {host} ended without closing the run")
+        client.set_terminated(run.info.run_id, "KILLED")
+        log.warning("marked MLflow run %s of %s KILLED: its process %s is gone", run.info.run_id, name, pid)
+        killed.append(run.info.run_id)
+    return killed
 
 
 def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
@@ -135,8 +310,11 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
     import mlflow
 
     experiment_id = tracking.configure(root)
+    mark_dead_runs_killed(mlflow.MlflowClient(), experiment_id, name)
     commit, dirty = tracking.git_commit(root)
     tags = {
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
         "alignflow.stage": name,
         "alignflow.profile": str(params.get("profile", "custom")),
         "alignflow.git_commit": commit,
@@ -172,16 +350,18 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
     ctx = None
     try:
         params = load_params(root)
+        remove_stale_outputs(root, name)
         run = _start_run(name, root, params, blocks or (name,))
         ctx = StageContext(name, root, params, run)
         fn(ctx)
-        ctx._commit_outputs()
+        machine = ctx._commit_outputs()
         if run is not None:
             import mlflow
 
             for folder, artifact_path in ctx._artifacts:
                 mlflow.log_artifacts(str(folder), artifact_path)
-            mlflow.log_metric("stage_seconds", time.time() - ctx.started)
+            mlflow.log_metric("stage_seconds", machine["stage_seconds"])
+            mlflow.log_artifacts(str(ctx.root / machine_dir_rel(name)), "machine")
             mlflow.end_run("FINISHED")
         _record(name, run)
         log.info("done in %.1f s", time.time() - ctx.started)

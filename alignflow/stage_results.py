@@ -19,8 +19,14 @@ def stage_metrics(root: Path, info: StageInfo) -> dict:
 
 
 def headline(root: Path, info: StageInfo) -> dict:
-    """The few metrics a stage names in `meta.headline` (all numeric ones if it names none)."""
-    metrics = stage_metrics(root, info)
+    """The few metrics a stage names in `meta.headline` (all numeric ones if it names none).
+
+    Machine facts (wall times, speed-ups) live outside the tracked outputs, in the stage's
+    untracked `reports/machine/<stage>.json`; a headline may name them all the same.
+    """
+    from alignflow.stage import read_machine_facts
+
+    metrics = {**flatten(read_machine_facts(root, info.name)), **stage_metrics(root, info)}
     keys = (info.meta or {}).get("headline")
     if keys:
         return {k: metrics[k] for k in keys if k in metrics}

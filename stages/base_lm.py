@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import shutil
 
-import torch
-
 from alignflow.errors import ParamsError
 from alignflow.gates import Provenance, file_eval_set, upper_bound_gate
 from alignflow.stage import StageContext, stage_main
@@ -56,17 +54,16 @@ def run(ctx: StageContext) -> None:
         "initial_val_ppl": round(initial_ppl, 4),
         "train_steps": result.steps,
         "train_tokens": result.tokens_seen,
-        "train_seconds": round(result.elapsed_s, 2),
-        "tokens_per_second": round(result.tokens_seen / max(result.elapsed_s, 1e-9), 1),
         "stopped_by_time_budget": result.stopped_by_time_budget,
         "n_params": count_parameters(model),
         "n_layers": int(model.config.num_hidden_layers),
         "train_blocks": int(train_blocks.shape[0]),
-        "torch_threads": torch.get_num_threads(),
         "gate": upper_bound_gate("val_ppl", round(val_ppl, 4), threshold, Provenance(
             ctx.profile, file_eval_set(ctx.root, "data/world/corpus_val.jsonl", val_blocks.shape[0]),
             result.stopped_by_time_budget)),
     }
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2),
+                             "tokens_per_second": round(result.tokens_seen / max(result.elapsed_s, 1e-9), 1)})
     finish_trained_model(ctx, out, "models/base_lm", result.history, "Base LM pre-training", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
 

@@ -32,12 +32,13 @@ def run(ctx: StageContext) -> None:
                                              file_md5(base / "model.safetensors")))
     result = train(rm, examples, bt_loss, cfg, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_bt, pad_id=rm.pad_id))
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     rm.eval()
     out = ctx.output("models/bt_rm")
     metrics = evaluate_reward_model(ctx, rm, out, p["eval"])
     low = metrics["test_id/acc_gold_ci95_low"]
     metrics.update({"train_pairs": len(records), "train_steps": result.steps,
-                    "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
+                    "stopped_by_time_budget": result.stopped_by_time_budget,
                     "gate": interval_gate("test_id/acc_gold", metrics["test_id/acc_gold"], low, 0.5, Provenance(
                         ctx.profile, file_eval_set(ctx.root, f"data/world/{EVAL_SPLITS['test_id']}",
                                                    metrics["test_id/n"]),

@@ -34,7 +34,7 @@ def write_curves(out: Path, history: list[dict], title: str, eval_key: str) -> N
     """plots/train_curve.csv for `dvc plots` and a PNG for people (the loop logs `train_loss`; plotted as `loss`)."""
     history = [{**r, "loss": r["train_loss"]} if "train_loss" in r and "loss" not in r else r for r in history]
     rows = [r for r in history if "loss" in r or eval_key in r]
-    write_csv(rows, out / "plots" / "train_curve.csv", ["step", "loss", "lr", eval_key, "elapsed_s"])
+    write_csv(rows, out / "plots" / "train_curve.csv", ["step", "loss", "lr", eval_key])
     plot_training(history, out / "plots" / "train_curve.png", title, eval_key=eval_key)
 
 

@@ -37,6 +37,7 @@ def run(ctx: StageContext) -> None:
                                              file_md5(ctx.root / "models/sft/model/model.safetensors")))
     result = train(policy, examples, partial(dpo_loss, beta=beta), cfg, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_dpo, pad_id=tokenizer.pad_token_id))
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     policy.eval()
     rl = ctx.block("rlhf")
     proxies = proxy_scorers(ctx, greedy_references(ref_lm, tokenizer, rl["eval"]), int(rl["eval"]["batch_size"]))
@@ -44,7 +45,7 @@ def run(ctx: StageContext) -> None:
     metrics = evaluate_policy(ctx, policy, ref_lm, tokenizer, proxies, out)
     last = next((r for r in reversed(result.history) if "train_acc" in r), {})
     metrics.update({"train_pairs": len(examples), "train_steps": result.steps, "beta": beta,
-                    "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
+                    "stopped_by_time_budget": result.stopped_by_time_budget,
                     "final_train_acc": last.get("train_acc")})
     metrics["gate"] = gold_gate(ctx, metrics)
     save_causal_lm(policy, tokenizer, str(out / "model"))

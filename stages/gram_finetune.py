@@ -68,11 +68,12 @@ def make_run(args: argparse.Namespace):
                                                  file_md5(init / "model.safetensors")))
         result = train(rm, examples, partial(gram_stage2_loss, eps=eps), cfg, checkpoint_dir=str(ckpt),
                        collate_fn=partial(collate_judge, pad_id=rm.pad_id))
+        ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
         rm.eval()
         out = ctx.output(f"models/{args.name}")
         metrics = evaluate_reward_model(ctx, rm, out, p["eval"])
         metrics.update({"label_smoothing": eps, "init": args.init, "train_pairs": len(records),
-                        "train_steps": result.steps, "train_seconds": round(result.elapsed_s, 2),
+                        "train_steps": result.steps,
                         "stopped_by_time_budget": result.stopped_by_time_budget})
         if args.publish:
             metrics["gate"] = _gate(ctx, metrics)

@@ -42,6 +42,7 @@ def run(ctx: StageContext) -> None:
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(pairs_path), file_md5(base / "model.safetensors")))
     result = train(model, train_ex, gram_stage1_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_pad, pad_id=pad))
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     final = evaluate(model)["val_ppl"]
     out = ctx.output("models/gram_pretrain")
     save_causal_lm(model, tokenizer, str(out / "model"))
@@ -49,7 +50,6 @@ def run(ctx: StageContext) -> None:
     ctx.log_history(result.history, "train")
     ctx.write_metrics(out, {"val_ppl": round(final, 4), "initial_val_ppl": round(initial, 4),
                             "train_pairs": len(train_ex), "train_steps": result.steps,
-                            "train_seconds": round(result.elapsed_s, 2),
                             "stopped_by_time_budget": result.stopped_by_time_budget})
     shutil.rmtree(ckpt, ignore_errors=True)
 

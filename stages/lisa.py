@@ -18,7 +18,9 @@ Steps (all knobs in the `lisa` params block):
   (c) ablations on the selected layers (on the deepest layer alone if none was selected): share,
       align, lowrank, full, each from the base policy with the same training steps;
   (d) CPU throughput, prefill and greedy decode, base (default attention and eager) vs LiSA, with the
-      benchmark's measuring code (`pipelines.compression.throughput`);
+      benchmark's measuring code (`pipelines.compression.throughput`); tokens/s and ratios depend on
+      the machine, so they and the step timings go to `reports/machine/lisa/` (facts.json,
+      throughput.csv) and MLflow, not to the tracked output;
   (e) save with `save_lisa_model` (+ tokenizer) to models/lisa/model, reload with `load_lisa_model`
       and check the logits are bit-identical.
 
@@ -269,7 +271,7 @@ def run(ctx: StageContext) -> None:
             flat[f"{phase}_ratio_vs_eager"] = round(tok_s["lisa"] / tok_s["base_eager"], 4)
         throughput.update({f"{key}/{k}": v for k, v in flat.items() if k != "seq_len"})
         csv_rows.append(flat)
-    write_csv(csv_rows, plots / "throughput.csv", list(csv_rows[0]))
+    write_csv(csv_rows, ctx.machine_dir() / "throughput.csv", list(csv_rows[0]))
     timings["throughput"] = time.perf_counter() - clock
 
     # (e) save, reload, compare
@@ -309,13 +311,12 @@ def run(ctx: StageContext) -> None:
         "ablation/layers": ablation_layers, "ablation/on_deepest_only": fallback,
         **{f"ablation/{m}/{k}": (_r(v, 5) if isinstance(v, float) else v) for m, a in ablations.items()
            for k, v in a.items()},
-        **throughput,
         "train_steps_per_trial": s["train"]["steps"],
         "train_objective": {"lm_weight": cfg.lm_weight, "distill_weight": cfg.distill_weight},
-        "seconds": {k: round(v, 2) for k, v in timings.items()},
         "gate": lisa_gate(len(selected), n_layers, base_ppl, lisa_ppl, budget, roundtrip,
                           Provenance(ctx.profile, measured_on)),
     }
+    ctx.write_machine_facts({**throughput, "seconds": {k: round(v, 2) for k, v in timings.items()}})
     ctx.write_metrics(out, metrics)
     ctx.log_artifacts_on_success("models/lisa/model", "model")
     ctx.log_artifacts_on_success("models/lisa/plots", "plots")

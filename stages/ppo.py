@@ -77,6 +77,7 @@ def run(ctx: StageContext, reward: str) -> None:
     result = train_ppo(policy, ref_lm, tokenizer, prompts, score, cfg, optim,
                        eval_fn=curve_eval(ctx, policy.lm, ref_lm, tokenizer, score, int(p["curve_prompts"])),
                        on_rollout=train_gold)
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2), "phase_seconds": result.phase_seconds})
     policy.eval()
     out = ctx.output(f"models/{name}")
     metrics = evaluate_policy(ctx, policy.lm, ref_lm, tokenizer, proxies, out)
@@ -89,11 +90,10 @@ def run(ctx: StageContext, reward: str) -> None:
                "clipfrac", "lr"])
     metrics.update({
         "reward_model": reward, "ppo_iterations": result.steps, "samples": result.samples,
-        "generated_tokens": result.generated_tokens, "train_seconds": round(result.elapsed_s, 2),
+        "generated_tokens": result.generated_tokens,
         "stopped_by_time_budget": result.stopped_by_time_budget,
         "reward_norm_mean": round(result.normalizer.mean, 5) if result.normalizer else None,
         "reward_norm_std": round(result.normalizer.std, 5) if result.normalizer else None,
-        "phase_seconds": result.phase_seconds,
         "curve_final_gold": round(curve[-1]["gold"], 4) if curve else None,
         "curve_max_gold": round(max(r["gold"] for r in curve), 4) if curve else None,
     })

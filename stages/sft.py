@@ -79,6 +79,7 @@ def run(ctx: StageContext) -> None:
                                              file_md5(base_dir / "model.safetensors")))
     result = train(model, train_ex, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
                    collate_fn=lambda batch: collate_pad(batch, pad))
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     model.eval()
     val_ppl = evaluate(model)["val_ppl"]
     sft_responses, sft_gold = _sample_gold(model, tokenizer, prompts, ev, ctx.seed)
@@ -110,7 +111,6 @@ def run(ctx: StageContext) -> None:
         "demos_gold_reward_mean": round(demos_gold, 4),
         "n_eval_prompts": len(prompts),
         "train_steps": result.steps,
-        "train_seconds": round(result.elapsed_s, 2),
         "stopped_by_time_budget": result.stopped_by_time_budget,
         "by_family": {r["family"]: {"sft": r["gold_sft"], "base": r["gold_base"]} for r in rows},
         "gate": interval_gate("gold_reward_mean", round(mean, 4), gain_low, min_gain, Provenance(

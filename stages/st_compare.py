@@ -5,6 +5,11 @@ already in memory, encoder included, length-sorted batches) at each batch size, 
 `st.compare.threads` torch threads; each number is the median of `repeats` full passes after
 `warmup` passes. AR stops at eos (free length), as in the BLEU runs. Speed-up = AR time / NAST time.
 BLEU comes from the two training stages' metrics (same test set, same sacreBLEU signature).
+
+Speed is a fact about the machine, not about the models: the tracked output (`models/st_compare/`:
+BLEU table, plot and metrics) stays identical across machines, while the speed table
+(`speed.md`), `speed.csv`, `speed.png` and the `speedup/...` and `ms_per_utt/...` figures go to
+the untracked `reports/machine/st_compare/` and to MLflow.
 """
 from __future__ import annotations
 
@@ -32,18 +37,24 @@ def _load(ctx: StageContext, name: str):
     return load_model(folder / "model"), json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
 
-def _markdown(rows: list[dict], speed: dict, nast_m: dict, ar_m: dict, settings: dict) -> str:
+def _markdown(nast_m: dict, ar_m: dict, beam_size: int) -> str:
     lines = ["# NAST vs autoregressive speech translation (tst-COMMON)", "",
              f"BLEU: sacreBLEU `{nast_m.get('bleu_signature', '')}`, 95% sentence-bootstrap intervals.", "",
-             "| model | decoding | BLEU | 95% CI | params | train steps | train s |", "|---|---|---|---|---|---|---|"]
+             "| model | decoding | BLEU | 95% CI | params | train steps |", "|---|---|---|---|---|---|"]
     for label, m, key in (("NAST", nast_m, "greedy"), ("AR", ar_m, "greedy"), ("AR", ar_m, "beam")):
-        name = "CTC greedy" if label == "NAST" else ("greedy" if key == "greedy" else f"beam {settings['beam_size']}")
+        name = "CTC greedy" if label == "NAST" else ("greedy" if key == "greedy" else f"beam {beam_size}")
         ci = m.get(f"bleu/{key}_ci95", ["n/a", "n/a"])
         lines.append(f"| {label} | {name} | {m.get(f'bleu/{key}')} | [{ci[0]}, {ci[1]}] | {m.get('params')} "
-                     f"| {m.get('train_steps')} | {m.get('train_seconds')} |")
-    lines += ["", f"Decoding speed on {settings['utterances']} utterances, {settings['threads']} torch thread(s), "
-              f"median of {settings['repeats']} passes after {settings['warmup']} warm-up ({settings['device']}).", "",
-              "| batch | method | ms / utterance | AR / NAST |", "|---|---|---|---|"]
+                     f"| {m.get('train_steps')} |")
+    lines += ["", "Decoding speed depends on the machine: see `reports/machine/st_compare/speed.md` "
+              "(not tracked by DVC) or the stage's MLflow run.", ""]
+    return "\n".join(lines)
+
+
+def _speed_markdown(rows: list[dict], speed: dict, settings: dict) -> str:
+    lines = [f"# Decoding speed on {settings['utterances']} utterances, {settings['threads']} torch thread(s)", "",
+             f"Median of {settings['repeats']} passes after {settings['warmup']} warm-up ({settings['device']}).", "",
+             "| batch | method | ms / utterance | AR / NAST |", "|---|---|---|---|"]
     for r in rows:
         ratio = speed.get(f"{r['method']}@b{r['batch']}")
         shown = "1.00" if ratio is None else f"{ratio:.2f}"
@@ -84,24 +95,28 @@ def run(ctx: StageContext) -> None:
     bleu = {k: m[f"bleu/{d}"] for k, (m, d) in sources.items()}
 
     out = ctx.output("models/st_compare")
+    machine = ctx.machine_dir()
     ms = {(r["batch"], r["method"]): round(r["ms_per_utt"], 3) for r in rows}
-    write_csv([{"batch": b, **{m: ms[b, m] for m in METHODS}} for b in batch_sizes], out / "plots" / "speed.csv",
+    write_csv([{"batch": b, **{m: ms[b, m] for m in METHODS}} for b in batch_sizes], machine / "speed.csv",
               ["batch", *METHODS])
     plot_grouped_bars([f"batch {b}" for b in batch_sizes], {m: [ms[b, m] for b in batch_sizes] for m in METHODS},
-                      out / "plots" / "speed.png", f"Decoding time per utterance ({threads} thread(s))",
+                      machine / "speed.png", f"Decoding time per utterance ({threads} thread(s))",
                       "ms / utterance")
+    write_text_atomic(machine / "speed.md", _speed_markdown(rows, speed, settings))
+    ctx.write_machine_facts({
+        **{f"speedup/batch{b}_{kind}": round(speed[f"ar_{kind}@b{b}"], 3)
+           for b in batch_sizes for kind in ("greedy", "beam")},
+        **{f"ms_per_utt/{m}@b{b}": v for (b, m), v in ms.items()},
+        "timing": settings,
+    })
     bleu_rows = [{"model": k, "bleu": m[f"bleu/{d}"], "ci_low": m[f"bleu/{d}_ci95"][0],
                   "ci_high": m[f"bleu/{d}_ci95"][1]} for k, (m, d) in sources.items()]
     write_csv(bleu_rows, out / "plots" / "bleu.csv", ["model", "bleu", "ci_low", "ci_high"])
     plot_grouped_bars(list(bleu), {"BLEU": list(bleu.values())}, out / "plots" / "bleu.png",
                       "tst-COMMON BLEU (sacreBLEU)", "BLEU")
-    write_text_atomic(out / "comparison.md", _markdown(rows, speed, nast_m, ar_m, settings))
+    write_text_atomic(out / "comparison.md", _markdown(nast_m, ar_m, beam))
     metrics = {
-        **{f"speedup/batch{b}_{kind}": round(speed[f"ar_{kind}@b{b}"], 3)
-           for b in batch_sizes for kind in ("greedy", "beam")},
         **{f"bleu/{k}": v for k, v in bleu.items()},
-        **{f"ms_per_utt/{m}@b{b}": v for (b, m), v in ms.items()},
-        "timing": settings,
         "bleu_signature": nast_m.get("bleu_signature"),
     }
     ctx.write_metrics(out, metrics)

@@ -133,6 +133,7 @@ def make_run(args: argparse.Namespace):
             start = time.perf_counter()
             decoded[method] = [vocab.decode(ids) for ids in ev.decode(fn, feats, eval_bsz)]
             timing[method] = round(time.perf_counter() - start, 3)
+        ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2), "decode_seconds": timing})
         scores = {m: _bleu_block(h, refs, n_boot, ctx.seed) for m, h in decoded.items()}
         main = "greedy" if args.kind == "nast" else "beam"
         _, signature = ev.corpus_bleu(decoded[main], refs)
@@ -162,13 +163,11 @@ def make_run(args: argparse.Namespace):
             "empty_hyps": sum(not h.strip() for h in decoded[main]),
             "test_sentences": len(refs),
             "dev_loss": round(result.final_metrics.get("eval_loss", float("nan")), 4),
-            "decode_seconds": timing,
             "params": sum(p.numel() for p in model.parameters()),
             "model_overrides": sets,
             "train_utterances": len(train_ex),
             "train_steps": result.steps,
             "train_epochs": round(result.steps * cfg.grad_accum_steps / max(1, len(batches)), 2),
-            "train_seconds": round(result.elapsed_s, 2),
             "train_loss": round(logged[-1], 4) if logged else None,  # mean over the last log window
             "stopped_by_time_budget": result.stopped_by_time_budget,
             "threads": torch.get_num_threads(),

@@ -111,8 +111,8 @@ def train_visual_rm(ctx: StageContext, phases: Sequence[tuple[str, list[dict]]],
                        collate_fn=partial(collate_pairs, pad_id=rm.pad_id))
         history += [{**row, "step": row["step"] + offset, "phase_index": PHASES.index(name)} for row in result.history]
         offset += result.steps
+        ctx.write_machine_facts({f"{tag}/{name}/seconds": round(result.elapsed_s, 2)})
         summary.update({f"{name}/pairs": len(records), f"{name}/steps": result.steps,
-                        f"{name}/seconds": round(result.elapsed_s, 2),
                         f"{name}/stopped_by_time_budget": result.stopped_by_time_budget})
     summary["train_steps"] = offset
     summary["stopped_by_time_budget"] = any(summary[f"{n}/stopped_by_time_budget"] for n, _ in phases)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipelines.evaluation.plots import save_figure  # noqa: E402
+
 
 def _pca_basis(x: np.ndarray, dims: int = 2) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
@@ -35,9 +37,7 @@ def plot_embedding_map(emb: Mapping[str, np.ndarray], selected: Mapping[str, Seq
         ax.set_title(f"{pool} selection (PCA of policy embeddings)")
         ax.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_best_of_n(rows: Sequence[Mapping], path: Path, title: str) -> None:
@@ -56,6 +56,4 @@ def plot_best_of_n(rows: Sequence[Mapping], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -53,6 +53,7 @@ def run(ctx: StageContext) -> None:
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, *(file_md5(ctx.root / WORLD / f) for f in TOKENIZER_FILES)))
     result = train(vlm, examples, captioning_loss, cfg, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_lm, pad_id=layout.pad_id))
+    ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
 
     ev = p["eval"]
     # held-out visual prompts with a scene graph (real test pairs have none: then the best-of-n prompts)
@@ -64,7 +65,7 @@ def run(ctx: StageContext) -> None:
     scores = oracle_scores(held_out, answers)
     metrics: dict = {"n_params": sum(t.numel() for t in vlm.parameters()), "image_tokens": n_image_tokens(vlm),
                      "train_examples": len(sft), "train_steps": result.steps,
-                     "train_seconds": round(result.elapsed_s, 2), "stopped_by_time_budget": result.stopped_by_time_budget,
+                     "stopped_by_time_budget": result.stopped_by_time_budget,
                      "final_train_loss": round(float(result.final_metrics["train_loss"]), 5)
                      if "train_loss" in result.final_metrics else None, "eval_prompts": len(held_out)}
     for key, values in scores.items():

@@ -53,8 +53,9 @@ def run(ctx: StageContext) -> None:
     emb = {"visual": embed_pairs(vlm, layout, visual, images, bs, "embed visual"),
            "caption": embed_pairs(vlm, layout, captions, lambda r: None, bs, "embed captions"),
            "text": embed_pairs(vlm, layout, texts, lambda r: None, bs, "embed text")}
+    ctx.write_machine_facts({"embed_seconds": round(time.perf_counter() - start, 2)})
     metrics: dict = {"n_visual": n_visual, "k_caption": k_caption, "k_text": k_text, "pool_caption": len(captions),
-                     "pool_text": len(texts), "embed_seconds": round(time.perf_counter() - start, 2),
+                     "pool_text": len(texts),
                      "pool_text_scene_share": round(float(np.mean([r["kind"] == "scene_text" for r in texts])), 4)}
     solver = {k: p[k] for k in ("solver", "reg", "max_dense_entries", "batch_size")}
     selections: dict = {}
@@ -68,9 +69,9 @@ def run(ctx: StageContext) -> None:
         row = {"method": method,
                "caption_distance": selection_distance(emb["caption"][cap_sel.indices], emb["visual"], seed=ctx.seed),
                "text_distance": selection_distance(emb["text"][text_sel.indices], emb["visual"], seed=ctx.seed),
-               "text_scene_share": float(np.mean([r["kind"] == "scene_text" for r in chosen_text])),
-               "seconds": cap_sel.seconds + text_sel.seconds}
+               "text_scene_share": float(np.mean([r["kind"] == "scene_text" for r in chosen_text]))}
         rows.append(row)
+        ctx.write_machine_facts({f"{method}/seconds": round(cap_sel.seconds + text_sel.seconds, 5)})
         metrics.update({f"{method}/{k}": round(v, 5) for k, v in row.items() if k != "method"})
         selections[method] = {"caption": [captions[i]["id"] for i in cap_sel.indices],
                               "text": [r["id"] for r in chosen_text]}
@@ -78,7 +79,7 @@ def run(ctx: StageContext) -> None:
     write_jsonl_atomic(visual, out / "visual_train.jsonl")
     write_json_atomic(out / "selections.json", selections)
     write_csv(rows, out / "plots" / "selection.csv", ["method", "caption_distance", "text_distance",
-                                                      "text_scene_share", "seconds"])
+                                                      "text_scene_share"])
     plot_grouped_bars([r["method"] for r in rows],
                       {"caption OT distance": [r["caption_distance"] for r in rows],
                        "text OT distance": [r["text_distance"] for r in rows],

@@ -181,8 +181,6 @@ def plot_sensitivity(sensitivity: dict, path: str | Path) -> Path:
 
 
 def _save(fig, plt, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    from pipelines.evaluation.plots import save_figure
+
+    return save_figure(fig, path, bbox_inches="tight")

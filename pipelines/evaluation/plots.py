@@ -1,4 +1,9 @@
-"""PNG plots a person would rather look at than read: training curves and grouped bars."""
+"""PNG plots a person would rather look at than read: training curves and grouped bars.
+
+Every figure a stage writes goes through `save_figure`, which leaves out the PNG metadata
+matplotlib would add (its version string), so a plot is byte-identical wherever it is drawn
+from the same numbers with the same libraries.
+"""
 from __future__ import annotations
 
 import csv
@@ -9,6 +14,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, path: Path, **kwargs) -> Path:
+    """Write `fig` as a deterministic PNG (no Software/date metadata) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None}, **kwargs)
+    plt.close(fig)
+    return path
 
 
 def write_csv(rows: Sequence[Mapping], path: Path, columns: Sequence[str]) -> None:
@@ -39,9 +53,7 @@ def plot_training(history: Sequence[Mapping], path: Path, title: str, eval_key: 
     ax.legend(loc="upper right")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], path: Path,
@@ -59,6 +71,4 @@ def plot_grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[f
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pipelines.evaluation.plots import save_figure  # noqa: E402
+
 
 def plot_overoptimisation(series: Mapping[str, Sequence[Mapping]], path: Path, sft_gold: float | None = None) -> None:
     """One line per method, points joined in the order given (training order for PPO, n for
@@ -32,6 +34,4 @@ def plot_overoptimisation(series: Mapping[str, Sequence[Mapping]], path: Path, s
     ax_gold.legend(fontsize=7)
     ax_proxy.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -77,20 +77,26 @@ def _canonical(tok: Tokenizer, digits: int = 9) -> Tokenizer:
 
     The Unigram trainer (tokenizers 0.2x) is not reproducible across processes: scores differ in
     their last bits (float sums in hash-map order), and the single characters it appends to cover the
-    alphabet get made-up scores (each 1e-4 below the previous, down to a floor) in hash-set order. Scores are rounded,
-    pieces sorted by (score descending, piece), and that appended run of characters is re-sorted by
-    character onto the same scores. Specials keep ids 0..4.
+    alphabet get made-up scores (1e-4 apart, down to a floor at the lowest score) in hash-set order.
+    Scores are rounded, pieces sorted by (score descending, piece), and the appended characters --
+    single characters whose score sits on that 1e-4 grid above the floor, wherever a real piece with an
+    off-grid score falls between them -- are re-sorted by character onto the same scores. Specials
+    keep ids 0..4.
     """
     data = json.loads(tok.to_str())
     vocab = data["model"]["vocab"]
     n = len(SPECIALS)
     rest = sorted(((piece, round(score, digits)) for piece, score in vocab[n:]), key=lambda x: (-x[1], x[0]))
-    start = len(rest) - 1  # first piece of that run
-    while start > 0 and len(rest[start][0]) == len(rest[start - 1][0]) == 1 \
-            and min(abs(gap := rest[start - 1][1] - rest[start][1]), abs(gap - 1e-4)) < 1e-7:
-        start -= 1
-    if len(rest) - start > 1:
-        tail = rest[start:]
-        rest[start:] = list(zip(sorted(p for p, _ in tail), [sc for _, sc in tail]))
+    if rest:
+        floor, step = rest[-1][1], 1e-4
+        span = step * len(rest)
+
+        def appended(piece: str, score: float) -> bool:
+            above = score - floor
+            return len(piece) == 1 and above <= span and abs(above - round(above / step) * step) < 1e-7
+
+        slots = [i for i, (piece, score) in enumerate(rest) if appended(piece, score)]
+        for i, piece in zip(slots, sorted(rest[i][0] for i in slots)):
+            rest[i] = (piece, rest[i][1])
     data["model"]["vocab"] = [list(x) for x in vocab[:n]] + [list(x) for x in rest]
     return Tokenizer.from_str(json.dumps(data))

@@ -14,8 +14,13 @@ must return the *mean* loss of the micro-batch.
 Checkpoints (plain PyTorch mode) live in ``checkpoint_dir/step_XXXXXXXX/`` and contain only
 safetensors + JSON: ``model.safetensors``, ``optimizer.safetensors`` + ``optimizer.json``,
 ``rng.safetensors`` (torch CPU RNG state, sampler generator state and permutation) and
-``state.json`` (step, counters, scheduler state, python/numpy RNG, history, config).
-Each is written to a temporary directory first and published with ``os.replace``.
+``state.json`` (step, counters, scheduler state, python/numpy RNG, history, config, and the
+sha256 of every other file). Each is written to a temporary directory ``.tmp-step_X-PID``,
+fsynced (files and folder) and published with ``os.replace`` before older checkpoints are
+rotated out. On resume a checkpoint whose files do not match their recorded sha256 (truncated,
+overwritten, half-written) is skipped with a warning and the next older one is used; temporary
+folders of dead writers are removed. History rows hold no wall times (they end up in tracked
+outputs); ``TrainResult.elapsed_s`` carries the run's wall time.
 In DeepSpeed mode the engine/optimizer/scheduler state is written by DeepSpeed's own
 ``save_checkpoint`` (DeepSpeed's torch-serialised format, loaded back only by
 ``engine.load_checkpoint`` from directories this loop wrote); loop state stays JSON +
@@ -25,7 +30,9 @@ safetensors as above.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -44,11 +51,15 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
+from alignflow.atomic import fsync_dir, fsync_tree, pid_alive
+
 LossFn = Callable[[Any, Any], "tuple[torch.Tensor, dict[str, float]]"]
 EvalFn = Callable[[Any], "dict[str, float]"]
 
 _DS_KEYS = {"zero_stage", "offload_optimizer", "bf16"}
 _CKPT_RE = re.compile(r"^step_(\d{8})$")
+_TMP_RE = re.compile(r"^\.tmp-step_\d{8}-(\d+)$")
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- config
@@ -280,15 +291,64 @@ def _optimizer_from_files(tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def _latest_checkpoint(checkpoint_dir: Optional[str]) -> Optional[Path]:
+def _checkpoints_newest_first(checkpoint_dir: Optional[str]) -> list[Path]:
     if not checkpoint_dir or not Path(checkpoint_dir).is_dir():
-        return None
-    found = [
-        (int(m.group(1)), p)
-        for p in Path(checkpoint_dir).iterdir()
-        if (m := _CKPT_RE.match(p.name)) and (p / "state.json").is_file()
-    ]
-    return max(found)[1] if found else None
+        return []
+    found = [(int(m.group(1)), p) for p in Path(checkpoint_dir).iterdir() if (m := _CKPT_RE.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_manifest(folder: Path) -> dict:
+    """{relative path: sha256} of every file in a checkpoint folder except state.json."""
+    return {
+        p.relative_to(folder).as_posix(): _sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "state.json"
+    }
+
+
+def _checkpoint_problem(ckpt: Path) -> Optional[str]:
+    """Why a checkpoint cannot be resumed from (None when every file matches its recorded sha256)."""
+    try:
+        state = json.loads((ckpt / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"state.json unreadable ({exc})"
+    files = state.get("files") if isinstance(state, dict) else None
+    if not isinstance(files, dict) or not files:
+        return "state.json lists no files"
+    for rel, expected in files.items():
+        path = ckpt / rel
+        if not path.is_file():
+            return f"{rel} missing"
+        if _sha256(path) != expected:
+            return f"{rel} does not match its recorded sha256"
+    return None
+
+
+def _latest_checkpoint(checkpoint_dir: Optional[str]) -> Optional[Path]:
+    """The newest intact checkpoint; corrupt newer ones are skipped with a warning."""
+    for ckpt in _checkpoints_newest_first(checkpoint_dir):
+        problem = _checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        log.warning("skipping corrupt checkpoint %s: %s", ckpt, problem)
+    return None
+
+
+def _remove_dead_tmp(root: Path) -> None:
+    """Half-written checkpoint folders of writers that have died (SIGKILL, power loss)."""
+    for p in root.iterdir():
+        m = _TMP_RE.match(p.name)
+        if m and not pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -480,6 +540,9 @@ class _Progress:
     examples: int = 0
     tokens: int = 0
     history: list = field(default_factory=list)
+    last_loss: float = float("nan")
+    window: list = field(default_factory=list)  # step losses since the last logged row
+    last_eval_step: Optional[int] = None
 
 
 def _save_checkpoint(checkpoint_dir, backend, stream, prog, cfg, keep) -> None:
@@ -500,14 +563,18 @@ def _save_checkpoint(checkpoint_dir, backend, stream, prog, cfg, keep) -> None:
         "sampler": stream.meta(),
         "rng": _python_rng_state(),
         "history": prog.history,
+        "loop": {"last_loss": prog.last_loss, "window": prog.window, "last_eval_step": prog.last_eval_step},
         "config": cfg.to_dict(),
+        "files": _file_manifest(tmp),
         **extra,
     }
     _write_json(tmp / "state.json", state)  # written last: marks the checkpoint complete
+    fsync_tree(tmp)
     final = root / name
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    fsync_dir(root)  # the rename is durable before any older checkpoint goes
     if keep and keep > 0:
         done = sorted(p for p in root.iterdir() if _CKPT_RE.match(p.name))
         for old in done[:-keep]:
@@ -525,6 +592,10 @@ def _load_checkpoint(ckpt: Path, backend, stream, prog) -> None:
     prog.examples = state["examples_seen"]
     prog.tokens = state["tokens_seen"]
     prog.history = state["history"]
+    loop = state["loop"]
+    prog.last_loss = float(loop["last_loss"])
+    prog.window = [float(v) for v in loop["window"]]
+    prog.last_eval_step = loop["last_eval_step"]
 
 
 def _run_eval(eval_fn, model) -> dict:
@@ -568,17 +639,16 @@ def train(
     backend = make_backend(model, cfg)
     prog = _Progress()
     resumed_from = None
+    if checkpoint_dir and Path(checkpoint_dir).is_dir():
+        _remove_dead_tmp(Path(checkpoint_dir))
     latest = _latest_checkpoint(checkpoint_dir)
     if latest is not None:
         _load_checkpoint(latest, backend, stream, prog)
         resumed_from = prog.step
     last_saved = prog.step if latest is not None else None
-    last_eval_step = None
     model.train()
     start = time.perf_counter()
     stopped = False
-    last_loss = float("nan")
-    window: list[float] = []
     bar = tqdm(
         total=cfg.max_steps, initial=prog.step, disable=not progress, file=sys.stderr, desc="train",
         dynamic_ncols=True,
@@ -601,37 +671,37 @@ def train(
             prog.examples += n_ex
             prog.tokens += n_tok
         prog.step += 1
-        last_loss = sum(losses) / len(losses)
-        window.append(last_loss)
+        prog.last_loss = sum(losses) / len(losses)
+        prog.window.append(prog.last_loss)
         bar.update(1)
-        bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{prog.last_loss:.4f}", lr=f"{lr:.2e}")
         if (cfg.log_every and prog.step % cfg.log_every == 0) or prog.step == cfg.max_steps:
             row = {
                 "step": prog.step,
-                "train_loss": sum(window) / len(window),
+                "train_loss": sum(prog.window) / len(prog.window),
                 "lr": lr,
                 "grad_norm": grad_norm,
                 "examples_seen": prog.examples,
                 "tokens_seen": prog.tokens,
-                "elapsed_s": time.perf_counter() - start,
             }
             row.update({f"train_{k}": v for k, v in extras.items() if k != "loss"})
             _record(prog.history, row)
-            window = []
+            prog.window = []
         if eval_fn is not None and cfg.eval_every and prog.step % cfg.eval_every == 0:
             _record(prog.history, {"step": prog.step, **_run_eval(eval_fn, model)})
-            last_eval_step = prog.step
+            prog.last_eval_step = prog.step
         if checkpoint_dir and cfg.checkpoint_every and prog.step % cfg.checkpoint_every == 0:
             _save_checkpoint(checkpoint_dir, backend, stream, prog, cfg, cfg.keep_checkpoints)
             last_saved = prog.step
     bar.close()
-    final = {"train_loss": last_loss}
+    final = {"train_loss": prog.last_loss}
     if eval_fn is not None:
-        if last_eval_step == prog.step:
+        if prog.last_eval_step == prog.step:
             final.update({k: v for k, v in prog.history[-1].items() if k.startswith("eval_")})
         else:
             evals = _run_eval(eval_fn, model)
             _record(prog.history, {"step": prog.step, **evals})
+            prog.last_eval_step = prog.step
             final.update(evals)
     if checkpoint_dir and last_saved != prog.step:
         _save_checkpoint(checkpoint_dir, backend, stream, prog, cfg, cfg.keep_checkpoints)

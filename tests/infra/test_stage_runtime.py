@@ -1,6 +1,11 @@
 """A stage that fails leaves no output behind, exits 2 on bad input, and marks its MLflow run FAILED."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -74,3 +79,193 @@ def test_metric_names_mlflow_rejects_are_made_safe():
 
     assert mlflow_metric_name("ms_per_utt/nast_greedy@b1") == "ms_per_utt/nast_greedy_b1"
     assert mlflow_metric_name("test_id/acc_gold") == "test_id/acc_gold"
+
+
+# ---- machine facts stay out of tracked outputs ---------------------------------------------------
+
+
+def test_machine_facts_go_to_the_untracked_folder_and_mlflow_not_metrics_json(tmp_path, monkeypatch, tracking):
+    """Fails if a wall time reaches metrics.json, if facts.json is missing the stage's facts or the
+    runtime's own (stage_seconds, host), if MLflow misses them, or if the headline table cannot show them."""
+    from alignflow.stage_graph import StageInfo
+    from alignflow.stage_results import headline
+
+    root = _project(tmp_path, monkeypatch)
+
+    def run(ctx):
+        out = ctx.output("out/toy")
+        ctx.write_machine_facts({"train_seconds": 1.5, "split": {"seconds": 0.25}})
+        (ctx.machine_dir() / "speed.csv").write_text("batch,ms\n1,2.0\n")
+        ctx.write_metrics(out, {"score": 0.5})
+
+    stage_main("toy", run)
+    assert json.loads((root / "out/toy/metrics.json").read_text()) == {"score": 0.5}
+    facts = json.loads((root / "reports/machine/toy/facts.json").read_text())
+    assert facts["train_seconds"] == 1.5 and facts["split"] == {"seconds": 0.25}
+    assert facts["stage_seconds"] >= 0 and facts["host"] and facts["cpu_count"] >= 1
+    assert (root / "reports/machine/toy/speed.csv").is_file()
+    [run_info] = _runs("toy")
+    assert run_info.data.metrics["train_seconds"] == 1.5 and "stage_seconds" in run_info.data.metrics
+    info = StageInfo("toy", "", (), ("out/toy",), (), {"headline": ["score", "train_seconds", "split.seconds"]})
+    assert headline(root, info) == {"score": 0.5, "train_seconds": 1.5, "split.seconds": 0.25}
+
+
+def test_failed_stage_keeps_the_previous_machine_facts(tmp_path, monkeypatch, tracking):
+    """Facts describe the run that made the current outputs: a failed rerun must not replace them."""
+    root = _project(tmp_path, monkeypatch)
+    stage_main("toy", lambda ctx: ctx.write_machine_facts({"train_seconds": 1.0}))
+
+    def failing(ctx):
+        ctx.write_machine_facts({"train_seconds": 9.0})
+        raise RuntimeError("boom")
+
+    with pytest.raises(SystemExit):
+        stage_main("toy", failing)
+    assert json.loads((root / "reports/machine/toy/facts.json").read_text())["train_seconds"] == 1.0
+    assert [p.name for p in (root / "reports/machine").iterdir()] == ["toy"]
+
+
+# ---- what a killed stage leaves behind -----------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    """`.NAME.tmp-PID` of a dead PID goes, a live PID's stays, and a moved-aside previous output
+    (`.NAME.old-PID`) comes back when the kill left no output. Fails if cleanup keys on anything but
+    a dead writer, or deletes the only copy of the last good output."""
+    from alignflow.atomic import remove_dead_temps
+
+    dead, live = _dead_pid(), os.getppid()
+    final = tmp_path / "models/base_lm"
+    for name in (f".base_lm.tmp-{dead}", f".base_lm.tmp-{live}", f".base_lm.old-{dead}", f".base_lm_x.tmp-{dead}"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+    (tmp_path / f"models/.base_lm.old-{dead}/model.bin").write_text("previous")
+    (tmp_path / f"models/.base_lm.json.tmp-{dead}-abc").write_text("half")
+    remove_dead_temps(final)
+    assert (final / "model.bin").read_text() == "previous"
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == \
+        sorted([".base_lm.json.tmp-%d-abc" % dead, f".base_lm.tmp-{live}", f".base_lm_x.tmp-{dead}", "base_lm"])
+    (tmp_path / f"models/.base_lm.old-{dead}").mkdir()
+    remove_dead_temps(final)  # an output exists now: the moved-aside copy is stale
+    assert not (tmp_path / f"models/.base_lm.old-{dead}").exists() and (final / "model.bin").is_file()
+
+
+def test_temporary_names_carry_the_writer_pid(tmp_path, monkeypatch):
+    """Cleanup can only tell dead writers' files apart if every temporary name holds the PID."""
+    import tempfile
+
+    from alignflow.atomic import atomic_dir, write_text_atomic
+
+    seen = []
+    real = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: (seen.append(kw["prefix"]), real(**kw))[1])
+    write_text_atomic(tmp_path / "a.json", "{}")
+    with atomic_dir(tmp_path / "folder") as staged:
+        seen.append(staged.name)
+    assert seen[0] == f".a.json.tmp-{os.getpid()}-" and seen[1].startswith(f".folder.tmp-{os.getpid()}-")
+
+
+def test_running_runs_of_dead_processes_are_marked_killed(tracking):
+    """RUNNING runs of this stage whose process (this host) is gone become KILLED; a live process's
+    run, another host's run and another stage's run are left alone."""
+    import socket
+
+    import mlflow
+
+    from alignflow.stage import mark_dead_runs_killed
+
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("alignflow")
+    host, dead = socket.gethostname(), str(_dead_pid())
+
+    def started(stage, pid, on_host=host):
+        tags = {"alignflow.stage": stage, "alignflow.pid": pid, "alignflow.host": on_host}
+        return client.create_run(exp, tags=tags).info.run_id
+
+    runs = {"dead": started("toy", dead), "live": started("toy", str(os.getpid())),
+            "elsewhere": started("toy", dead, "another-host"), "other_stage": started("sft", dead)}
+    assert mark_dead_runs_killed(client, exp, "toy") == [runs["dead"]]
+    status = {k: client.get_run(v).info.status for k, v in runs.items()}
+    assert status == {"dead": "KILLED", "live": "RUNNING", "elsewhere": "RUNNING", "other_stage": "RUNNING"}
+    assert "ended without closing" in client.get_run(runs["dead"]).data.tags["alignflow.error"]
+
+
+def test_stage_run_records_its_pid_and_host(tmp_path, monkeypatch, tracking):
+    import socket
+
+    _project(tmp_path, monkeypatch)
+    stage_main("toy", lambda ctx: None)
+    [run_info] = _runs("toy")
+    assert run_info.data.tags["alignflow.pid"] == str(os.getpid())
+    assert run_info.data.tags["alignflow.host"] == socket.gethostname()
+
+
+# ---- checkpoint keys ---------------------------------------------------------------------------
+
+
+def _dvc_project(root, monkeypatch):
+    from dvc.repo import Repo
+
+    Repo.init(str(root), no_scm=True).close()
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy": {
+        "cmd": "python -m toy", "deps": ["data/in.txt", "lib"], "params": ["seed", "toy"], "outs": ["out/toy"]}}}))
+    (root / "data").mkdir()
+    (root / "data/in.txt").write_text("v1\n")
+    (root / "lib").mkdir()
+    (root / "lib/a.py").write_text("x = 1\n")
+    monkeypatch.chdir(root)  # DVC runs stage commands in the project root
+    return root
+
+
+def test_checkpoint_dir_changes_with_params_inputs_and_code(tmp_path, monkeypatch):
+    """Resume state is keyed on the caller's key, the stage's params, its deps' content and the loaded
+    code. Fails if any of them can change while the same checkpoint folder is handed back."""
+    import alignflow.stage as stage_mod
+    from alignflow.stage import StageContext
+
+    root = _dvc_project(tmp_path, monkeypatch)
+    params = {"seed": 1, "toy": {"lr": 0.1}, "other": {"x": 1}}
+
+    def folder(p=params, key="k"):
+        return StageContext("toy", root, p, None).checkpoint_dir(key).name
+
+    first = folder()
+    assert folder() == first
+    assert folder(key="k2") != first
+    assert folder({**params, "other": {"x": 2}}) == first  # not a param of this stage
+    assert folder({**params, "toy": {"lr": 0.2}}) != first
+    (root / "data/in.txt").write_text("v2\n")
+    assert folder() != first
+    (root / "data/in.txt").write_text("v1\n")
+    (root / "lib/a.py").write_text("x = 2\n")  # a dep folder's file
+    assert folder() != first
+    (root / "lib/a.py").write_text("x = 1\n")
+    assert folder() == first
+    monkeypatch.setattr(stage_mod, "loaded_code_digest", lambda: "other code")
+    assert folder() != first
+
+
+def test_loaded_code_digest_follows_the_source_of_imported_project_modules(tmp_path, monkeypatch):
+    """Fails if editing a project module that this process imported leaves the digest unchanged."""
+    import importlib.util
+
+    from alignflow.stage import loaded_code_digest
+
+    (tmp_path / "pipelines").mkdir()
+    source = tmp_path / "pipelines/shaping.py"
+    source.write_text("STEP = 1\n")
+    spec = importlib.util.spec_from_file_location("pipelines_shaping_probe", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "pipelines_shaping_probe", module)
+    before = loaded_code_digest(tmp_path)
+    source.write_text("STEP = 1  # a comment is a change\n")
+    assert loaded_code_digest(tmp_path) != before
+    (tmp_path / "pipelines/unused.py").write_text("")  # not imported: not part of the digest
+    source.write_text("STEP = 1\n")
+    assert loaded_code_digest(tmp_path) == before

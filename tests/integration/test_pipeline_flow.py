@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from alignflow.stage_graph import load_stage_graph
-from tests.project import REPO, cli, make_project, project_env, run_flow
+from tests.project import REPO, cli, run_flow
 
 pytestmark = pytest.mark.integration
 GRAPH = load_stage_graph(REPO)
@@ -21,12 +21,9 @@ PUBLISHED = {name: info.registry["name"] for name, info in GRAPH.stages.items() 
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = make_project(tmp_path_factory.mktemp("project") / "alignflow")
-    env = project_env(tmp_path_factory.mktemp("home"))
-    proc, outcomes = run_flow(root, env, "--profile", "smoke")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return root, env, outcomes
+def project(smoke_project):
+    """The session's smoke run (tests/integration/conftest.py), shared with test_reproducible_outputs."""
+    return smoke_project.root, smoke_project.env, smoke_project.outcomes
 
 
 def _mlflow(root):

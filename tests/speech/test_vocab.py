@@ -47,3 +47,31 @@ def test_save_load(vocab, corpus, tmp_path):
     assert all(loaded.encode(p["de"]) == vocab.encode(p["de"]) for p in corpus[:50])
     with pytest.raises(FileNotFoundError):
         Vocab.load(tmp_path / "missing")
+
+
+def test_appended_characters_get_canonical_ids_even_around_an_off_grid_piece():
+    """The trainer appends alphabet characters with made-up scores (1e-4 apart, then a floor) in hash-set
+    order; a real single-character piece can sit between them just off that grid (seen in a smoke run:
+    'ß' 7e-7 above the floor). Two such orders must give one vocabulary. Fails if the canonical form
+    only re-sorts a run of appended characters that ends at the floor without interruption."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from pipelines.speech.vocab import _canonical
+
+    floor = -8.273043258
+    grid = [round(floor + k * 1e-4, 9) for k in range(6, 0, -1)] + [floor, floor, floor]
+    def tokenizer(chars):
+        vocab = [[s, 0.0] for s in SPECIALS] + [["▁the", -2.0], ["x", -7.273043258]]
+        vocab += [[c, score] for c, score in zip(chars[:6], grid[:6])]
+        vocab += [["ß", round(floor + 7.24e-7, 9)]] + [[c, floor] for c in chars[6:]]
+        model = {"type": "Unigram", "unk_id": SPECIALS.index("<unk>"), "vocab": vocab, "byte_fallback": False}
+        return Tokenizer.from_str(json.dumps({"version": "1.0", "truncation": None, "padding": None,
+                                              "added_tokens": [], "normalizer": None, "pre_tokenizer": None,
+                                              "post_processor": None, "decoder": None, "model": model}))
+
+    first = _canonical(tokenizer(list("TVFLÄjcOq"))).to_str()
+    assert _canonical(tokenizer(list("qOcjÄLFVT"))).to_str() == first
+    pieces = [p for p, _ in json.loads(first)["model"]["vocab"]]
+    assert pieces[len(SPECIALS):] == ["▁the", "x", "F", "L", "O", "T", "V", "c", "ß", "j", "q", "Ä"]
