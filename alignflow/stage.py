@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -332,11 +333,20 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
     return run
 
 
-def _record(name: str, run) -> None:
+def _record(name: str, **row: str) -> None:
+    """Tell the flow's task what happened (its MLflow run, or the one-line error) beyond the exit code."""
     path = os.environ.get(tracking.RECORD_ENV)
-    if path and run is not None:
+    if path:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"stage": name, "run_id": run.info.run_id}) + "\n")
+            fh.write(json.dumps({"stage": name, **row}) + "\n")
+
+
+class Terminated(BaseException):
+    """SIGTERM reached the stage (alignflow run was interrupted): unwind so nothing is left half-written."""
+
+
+def _terminate(signum, _frame) -> None:
+    raise Terminated(signum)
 
 
 def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str, ...] | None = None) -> None:
@@ -345,6 +355,7 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
     `blocks` names the params blocks logged to MLflow (default: the block named like the stage).
     """
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _terminate)
     root = repo_root()
     run = None
     ctx = None
@@ -363,7 +374,8 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
             mlflow.log_metric("stage_seconds", machine["stage_seconds"])
             mlflow.log_artifacts(str(ctx.root / machine_dir_rel(name)), "machine")
             mlflow.end_run("FINISHED")
-        _record(name, run)
+        if run is not None:
+            _record(name, run_id=run.info.run_id)
         log.info("done in %.1f s", time.time() - ctx.started)
     except BaseException as exc:  # noqa: BLE001 - every failure must leave nothing half-written
         if ctx is not None:
@@ -376,7 +388,11 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
         if isinstance(exc, (AlignflowError, ValueError, FileNotFoundError)):
             # Bad params or data: one clear line and exit 2, which the flow does not retry.
             print(f"alignflow stage '{name}' failed: {exc}", file=sys.stderr)
+            _record(name, error=f"stage '{name}': {exc}")
             sys.exit(BAD_INPUT_EXIT)
+        if isinstance(exc, Terminated):
+            print(f"alignflow stage '{name}' stopped by SIGTERM; its outputs were not written", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
         traceback.print_exc()
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
         sys.exit(code or 1)

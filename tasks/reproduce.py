@@ -97,7 +97,7 @@ def _exit_code(exc: BaseException | None) -> int | None:
 def _retry_unless_bad_input(task, task_run, state) -> bool:
     """Retry crashes and flaky failures, not a stage that rejected its input (exit status exactly 2) nor one
     that was stopped by Ctrl-C / SIGTERM."""
-    if interrupt.requested() or (state.message or "").startswith(BAD_INPUT_PREFIX):
+    if interrupt.requested() or (getattr(state, "message", None) or "").startswith(BAD_INPUT_PREFIX):
         return False
     try:
         state.result()

@@ -163,3 +163,18 @@ def test_retry_only_what_is_not_bad_input(exc, retry):
     from tasks.reproduce import _retry_unless_bad_input
 
     assert _retry_unless_bad_input(None, None, _State(exc)) is retry
+
+
+def test_an_interrupted_run_or_a_reported_bad_input_is_never_retried(monkeypatch):
+    """Breaks if SIGTERM / Ctrl-C to `alignflow run` led to a second attempt of the stage it stopped, or if a bad-input
+    state the task returned (the stage's own line, no exception) were retried."""
+    from prefect.states import Failed
+
+    from alignflow import interrupt
+    from tasks.reproduce import BAD_INPUT_PREFIX, _retry_unless_bad_input
+
+    assert _retry_unless_bad_input(None, None, Failed(message=f"{BAD_INPUT_PREFIX}stage 'prefs': f.jsonl: line 2")) \
+        is False
+    assert _retry_unless_bad_input(None, None, _State(_dvc_failure(-15))) is True
+    monkeypatch.setitem(interrupt._state, "signal", 15)
+    assert _retry_unless_bad_input(None, None, _State(_dvc_failure(-15))) is False
