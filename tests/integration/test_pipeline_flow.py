@@ -183,9 +183,12 @@ def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     before = (root / "data/prefs/train.jsonl").read_text()
     proc, _ = run_flow(root, env, "--stages", "prefs")
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     output = proc.stdout + proc.stderr
-    assert "bad_prefs.jsonl: line 2: field 'rejected'" in output
+    last = proc.stderr.strip().splitlines()[-1]  # the stage's own line is the last thing the user sees
+    assert last.startswith("alignflow run failed: bad input: stage 'prefs': ") and \
+        "bad_prefs.jsonl: line 2: field 'rejected'" in last, proc.stderr[-3000:]
+    assert "Traceback" not in output
     assert proc.stdout.count("Running stage 'prefs'") == 1  # one attempt, never retried (stderr repeats the line)
     assert (root / "data/prefs/train.jsonl").read_text() == before
     assert not list((root / "data").glob(".prefs.tmp-*"))

@@ -119,7 +119,7 @@ def test_sigterm_stops_the_stage_restores_outputs_and_leaves_no_process(project)
     output = (root.parent / "sigterm.log").read_text()
     assert rc == 128 + signal.SIGTERM, output[-3000:]
     assert elapsed < 10, elapsed
-    assert output.count("Running stage 'base_lm'") == 1  # an interrupted stage is not retried
+    assert output.count("dvc.stage.run - Running stage 'base_lm'") == 1  # an interrupted stage is not retried
     time.sleep(1)
     assert [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert weights.read_bytes() == before
