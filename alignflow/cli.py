@@ -66,9 +66,10 @@ def _cmd_status(args) -> int:
     graph = load_stage_graph(root)
     with Repo(str(root)) as repo:
         raw = repo.status()
-    # `external_inputs` is always run; what matters is whether a file it fingerprints changed
-    raw = {name: [c for c in changes if c != "always changed"] for name, changes in raw.items()}
-    raw = {name: changes for name, changes in raw.items() if changes}
+    # A stage DVC runs on every repro (external_inputs) is never "stale": what matters is whether a file it
+    # fingerprints changed, which is reported on the stage that reads it (and flows downstream from there)
+    raw = {name: changes for name, changes in raw.items()
+           if name in graph.stages and not graph.stages[name].always_changed}
     for name, keys in external_changes(root).items():
         raw.setdefault(name, []).append({"external input changed": ", ".join(keys)})
     stale_sources = set(raw)
@@ -86,9 +87,9 @@ def _cmd_status(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     for name, reasons in report.items():
-        print(f"{name:<12} {'stale' if reasons else 'up to date'}")
+        print(f"{name:<18} {'stale' if reasons else 'up to date'}")
         for reason in reasons:
-            print(f"{'':<14}{reason}")
+            print(f"{'':<20}{reason}")
     return 1 if any(report.values()) and args.exit_code else 0
 
 

@@ -22,6 +22,7 @@ class StageInfo:
     outs: tuple[str, ...]
     params: tuple[str, ...]
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+    always_changed: bool = False  # DVC runs it on every repro (e.g. external_inputs)
 
     @property
     def registry(self) -> dict | None:
@@ -98,6 +99,7 @@ def load_stage_graph(root: Path) -> StageGraph:
                     outs=tuple(o.def_path for o in stage.outs),
                     params=params,
                     meta=dict(stage.meta or {}),
+                    always_changed=bool(getattr(stage, "always_changed", False)),
                 )
             graph = nx.DiGraph()
             graph.add_nodes_from(stages)

@@ -25,6 +25,7 @@ import yaml
 from alignflow.errors import ParamsError
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+RESERVED_NAMES = {"machine"}  # reports/machine/ holds the stages' machine facts
 SPEC_KEYS = {"name", "description", "grid", "seed_key", "targets", "models", "metrics", "claims"}
 
 
@@ -69,10 +70,10 @@ def load_spec(path: Path) -> StudySpec:
     for key in ("name", "grid", "seed_key", "models", "metrics"):
         if key not in data:
             raise ParamsError(f"{path}: missing '{key}'")
-    if not SAFE_NAME.fullmatch(str(data["name"])):
+    if not SAFE_NAME.fullmatch(str(data["name"])) or str(data["name"]) in RESERVED_NAMES:
         # the name becomes reports/<name>/ and git refs: nothing that could climb out of reports/
-        raise ParamsError(f"{path}: name {str(data['name'])!r} must be letters, digits, '_', '-' or '.' "
-                          f"and start with a letter or digit")
+        raise ParamsError(f"{path}: name {str(data['name'])!r} must be letters, digits, '_', '-' or '.', "
+                          f"start with a letter or digit, and not be {', '.join(sorted(RESERVED_NAMES))}")
     grid = data["grid"]
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise ParamsError(f"{path}: 'grid' must map param keys to non-empty lists")

@@ -25,14 +25,14 @@ SERVED_ROOT_ENV = "ALIGNFLOW_SERVED_ROOT"
 
 def format_table(results: list[dict]) -> str:
     """A plain-text table of what each stage did and its headline metrics."""
-    lines = [f"{'stage':<12} {'status':<11} {'seconds':>8}  metrics", "-" * 78]
+    lines = [f"{'stage':<18} {'status':<11} {'seconds':>8}  metrics", "-" * 84]
     for row in results:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["metrics"].items())
-        lines.append(f"{row['stage']:<12} {row['status']:<11} {row['seconds']:>8.1f}  {shown}")
+        lines.append(f"{row['stage']:<18} {row['status']:<11} {row['seconds']:>8.1f}  {shown}")
         if row.get("published"):
             pub = row["published"]
             alias = "champion+candidate" if pub["champion"] else "candidate"
-            lines.append(f"{'':<12} registered {pub['name']} v{pub['version']} as {alias} ({pub['reason']})")
+            lines.append(f"{'':<18} registered {pub['name']} v{pub['version']} as {alias} ({pub['reason']})")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ BAD_INPUT_PREFIX = "bad input: "
 @dataclass
 class StageOutcome:
     stage: str
-    status: str  # executed | restored | up-to-date
+    status: str  # executed | restored | up-to-date | checked
     seconds: float
     run_id: str | None = None
     metrics: dict = field(default_factory=dict)
@@ -129,7 +129,12 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
                         return Failed(message=f"{BAD_INPUT_PREFIX}{error}")
                     raise
         run_id = _read_record(record, info.name)
-    status = "executed" if run_id else ("restored" if changed else "up-to-date")
+    if run_id:
+        status = "executed"
+    elif info.always_changed:
+        status = "checked"  # runs on every repro by design (external_inputs); nothing to track
+    else:
+        status = "restored" if changed else "up-to-date"
     outcome = StageOutcome(stage=info.name, status=status, seconds=round(time.time() - started, 2), run_id=run_id,
                            metrics=headline(root_path, info))
     if run_id:

@@ -57,6 +57,14 @@ def test_spec_errors_name_the_problem(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("name", ["../../etc", "/tmp/x", "a/b", "..", ".hidden", "machine", ""])
+def test_a_study_name_cannot_write_outside_its_report_folder(tmp_path, name):
+    """The name becomes reports/<name>/ and git refs; breaks if a name could climb out of reports/ or land on the
+    stages' machine-facts folder."""
+    with pytest.raises(ParamsError, match="must be letters"):
+        _spec(tmp_path, name=name)
+
+
 def test_t_interval_matches_the_textbook_formula():
     mean, low, high = t_interval([1.0, 2.0, 3.0])
     assert mean == 2.0

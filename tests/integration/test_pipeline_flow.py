@@ -17,6 +17,7 @@ from tests.project import REPO, cli, run_flow
 pytestmark = pytest.mark.integration
 GRAPH = load_stage_graph(REPO)
 STAGES = GRAPH.order()
+TRACKED = [s for s in STAGES if not GRAPH.stages[s].always_changed]  # external_inputs logs no MLflow run
 PUBLISHED = {name: info.registry["name"] for name, info in GRAPH.stages.items() if info.registry}
 
 
@@ -39,7 +40,8 @@ def _lock(root):
 
 def test_first_run_executes_every_stage_and_prints_metrics(project):
     root, _, outcomes = project
-    assert [outcomes[s]["status"] for s in STAGES] == ["executed"] * len(STAGES)
+    assert [outcomes[s]["status"] for s in STAGES] == ["checked" if GRAPH.stages[s].always_changed else "executed"
+                                                      for s in STAGES]
     assert 0.5 < outcomes["world"]["metrics"]["label_agreement_with_gold"] <= 1.0
     assert outcomes["base_lm"]["metrics"]["val_ppl"] > 1.0
     assert "gold_reward_mean" in outcomes["sft"]["metrics"]
@@ -60,7 +62,7 @@ def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
     experiment = client.get_experiment_by_name("alignflow")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     lock = _lock(root)
-    for stage in STAGES:
+    for stage in TRACKED:
         run = client.get_run(outcomes[stage]["run_id"])
         tags = run.data.tags
         assert run.info.status == "FINISHED"
@@ -101,7 +103,8 @@ def test_second_run_with_nothing_changed_executes_nothing(project):
     root, env, _ = project
     proc, outcomes = run_flow(root, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert {o["status"] for o in outcomes.values()} == {"up-to-date"}
+    assert {o["status"] for s, o in outcomes.items() if s in TRACKED} == {"up-to-date"}
+    assert outcomes["external_inputs"]["status"] == "checked"
     assert "up-to-date" in proc.stdout + proc.stderr
 
 
@@ -124,7 +127,7 @@ def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     proc, outcomes = run_flow(root, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {s for s in STAGES if outcomes[s]["status"] == "executed"} == affected
-    assert all(outcomes[s]["status"] == "up-to-date" for s in STAGES if s not in affected)
+    assert all(outcomes[s]["status"] == "up-to-date" for s in TRACKED if s not in affected)
     compare = json.loads((root / "models/rm_compare/metrics.json").read_text())
     assert compare["extra/n"] == 3 and 0.0 <= compare["gram/extra/acc_label"] <= 1.0
     assert int(outcomes["sft"]["published"]["version"]) == int(first["sft"]["published"]["version"]) + 1
