@@ -24,6 +24,7 @@ from typing import Any
 
 from alignflow.atomic import write_json_atomic
 from alignflow.params import load_params
+from alignflow.tracking import file_md5
 
 OUTPUT_DIR = "data/external_inputs"
 CACHE_FILE = ".alignflow/hash_cache.json"
@@ -69,13 +70,10 @@ class HashCache:
         hit = self.entries.get(key)
         if hit and hit[:3] == stamp:
             return hit[3]
-        digest = hashlib.md5()
-        with open(file, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        self.entries[key] = [*stamp, digest.hexdigest()]
+        md5 = file_md5(file)
+        self.entries[key] = [*stamp, md5]
         self.dirty = True
-        return digest.hexdigest()
+        return md5
 
     def save(self) -> None:
         if self.dirty:

@@ -59,8 +59,5 @@ def git_commit(root: Path) -> tuple[str, bool]:
 
 def file_md5(path: Path) -> str:
     """The md5 DVC records for a single file (plain md5 of its bytes)."""
-    digest = hashlib.md5()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()

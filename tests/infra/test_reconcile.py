@@ -19,18 +19,8 @@ _NAMES = itertools.count(1)
 SMOKE = gates.Provenance("smoke", gates.eval_set("data/eval.jsonl", "abc", 24))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path_factory.mktemp('reconcile-store')}/mlflow.db")
-    yield
-    mlflow.set_tracking_uri(previous)
-
-
 @pytest.fixture()
-def info(store, monkeypatch):
+def info(module_store, monkeypatch):
     """A registered stage `stage_x` publishing its own model name; MLFLOW_TRACKING_URI points at the store."""
     import mlflow
 

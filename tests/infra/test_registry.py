@@ -24,19 +24,8 @@ def _gate(value, passed, higher=True, provenance=SMOKE):
     return gates.upper_bound_gate("score", value, value if passed else value - 1, provenance)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A private MLflow SQLite store for the module."""
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path_factory.mktemp('registry-store')}/mlflow.db")
-    yield
-    mlflow.set_tracking_uri(previous)
-
-
 @pytest.fixture()
-def tracking(store, monkeypatch):
+def tracking(module_store, monkeypatch):
     """The module's store, with MLFLOW_TRACKING_URI pointing at it (as in a stage's environment)."""
     import mlflow
 
