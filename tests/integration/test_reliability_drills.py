@@ -41,6 +41,20 @@ def _stale(root, env) -> dict[str, list[str]]:
     return {name: reasons for name, reasons in json.loads(proc.stdout).items() if name in RAN and reasons}
 
 
+def _cmdline(proc) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:  # gone or a zombie between listing and reading
+        return ""
+
+
+def _alive(proc) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _edited(path, edit):
     original = path.read_text()
     path.write_text(edit(original))
@@ -107,7 +121,7 @@ def test_sigterm_stops_the_stage_restores_outputs_and_leaves_no_process(project)
     stage = None
     while stage is None and time.monotonic() < deadline:
         time.sleep(0.5)
-        stage = next((p for p in me.children(recursive=True) if "stages.base_lm" in " ".join(p.cmdline())), None)
+        stage = next((p for p in me.children(recursive=True) if "stages.base_lm" in _cmdline(p)), None)
     assert stage is not None, (root.parent / "sigterm.log").read_text()[-3000:]
     time.sleep(3)  # well into training
     family = [me, *me.children(recursive=True)]
@@ -121,7 +135,7 @@ def test_sigterm_stops_the_stage_restores_outputs_and_leaves_no_process(project)
     assert elapsed < 10, elapsed
     assert output.count("dvc.stage.run - Running stage 'base_lm'") == 1  # an interrupted stage is not retried
     time.sleep(1)
-    assert [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p.pid for p in family if _alive(p)] == []
     assert weights.read_bytes() == before
     assert not [p for p in (root / "models").iterdir() if ".tmp-" in p.name]
     (root / "params.yaml").write_text(original_params)

@@ -2,7 +2,7 @@
 `dvc.lock` output hashes for every stage.
 
 The first clone is the session's shared smoke run (tests/integration/conftest.py; its lock is read as
-it was right after that run), the second is made here. Wall times, speeds and thread counts belong in
+it was right after that run), the second ran beside it in the background. Wall times, speeds and thread counts belong in
 `reports/machine/<stage>/` (untracked), so nothing about the machine or the moment may reach an output.
 
 The one decision a stage takes on the wall clock is its time budget: a stage stopped by it (metrics
@@ -74,12 +74,12 @@ def _differences(a, b, skip: set[str]) -> list[str]:
     return problems
 
 
-def test_two_clones_give_identical_output_hashes(smoke_project, make_smoke_run):
+def test_two_clones_give_identical_output_hashes(smoke_project, second_clone):
     """Fails if any stage writes something that differs between two runs of the same commit and params:
     a wall time or tokens/s in metrics.json or a curve, a PNG carrying a timestamp or version, an
     unordered set or dict written in hash order, a float that depends on thread scheduling, a
     tokenizer trained nondeterministically. The message names each stage and file that differs."""
-    second = make_smoke_run("second-clone")
+    second = second_clone.result()
     assert _outs(smoke_project.first_lock).keys() == _outs(second.first_lock).keys()
     graph = load_stage_graph(REPO)
     stopped = _stopped_by_time_budget(smoke_project) | _stopped_by_time_budget(second)
