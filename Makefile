@@ -24,12 +24,12 @@ smoke: setup
 study: setup
 	$(BIN)/alignflow study studies/gram.yaml --profile study
 
-# The fast default: every unit and component test, none that runs the pipeline through Prefect (about 8 minutes).
+# The fast default: every unit and component test, none that runs the pipeline through Prefect (about 2.5 minutes).
 test: setup
 	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
 # The whole suite, as CI runs it (.ci/run): adds the smoke DAG through Prefect/DVC/MLflow, the two-clone
-# determinism check and the reliability drills (about 25 minutes on 2 cores).
+# determinism check and the reliability drills (about 19 minutes on 2 cores).
 test-full: setup
 	$(BIN)/python -m pytest -q
 
