@@ -41,7 +41,7 @@ NAME = "model-x"
 
 @pytest.fixture()
 def workspace(tmp_path, monkeypatch):
-    """A git + DVC workspace with one registered stage, its own MLflow store, and Prefect's UI hooks stubbed."""
+    """A git + DVC workspace with one registered stage, its own MLflow store, and Prefect's UI calls replaced by no-ops."""
     import mlflow
 
     import tasks.reproduce as task_module
