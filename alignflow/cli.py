@@ -10,13 +10,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from alignflow.errors import AlignflowError
-from alignflow.paths import repo_root
+from alignflow.runtime.errors import AlignflowError
+from alignflow.runtime.paths import repo_root
 
 
 def _cmd_run(args) -> int:
     from alignflow import interrupt
-    from alignflow.params import load_params, render_profile
+    from alignflow.runtime.params import load_params, render_profile
     from alignflow.workspace_lock import workspace_lock
 
     root = repo_root()
@@ -39,7 +39,7 @@ def _cmd_run(args) -> int:
         return 2 if (state.message or "").startswith(BAD_INPUT_PREFIX) else 1
     print(format_table(state.result()))
     if args.summary_json:
-        from alignflow.atomic import write_json_atomic
+        from alignflow.runtime.atomic import write_json_atomic
 
         write_json_atomic(args.summary_json, state.result())
     return 0
@@ -58,7 +58,7 @@ def _describe_change(change: dict) -> list[str]:
 def _cmd_status(args) -> int:
     from dvc.repo import Repo
 
-    from alignflow.stage_graph import load_stage_graph
+    from alignflow.runtime.stage_graph import load_stage_graph
 
     from alignflow.external_inputs import changed as external_changes
 
@@ -94,7 +94,7 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_lineage(args) -> int:
-    from alignflow import tracking
+    from alignflow.runtime import tracking
     from alignflow.lineage import format_lineage, lineage
 
     root = repo_root()
@@ -105,7 +105,8 @@ def _cmd_lineage(args) -> int:
 
 
 def _cmd_registry(args) -> int:
-    from alignflow import registry, tracking
+    from alignflow import registry
+    from alignflow.runtime import tracking
 
     tracking.configure(repo_root())
     if args.action == "list":
@@ -149,8 +150,10 @@ def _cmd_study(args) -> int:
 def _run_study(args, root: Path, spec) -> int:
     import mlflow
 
-    from alignflow import study, tracking
-    from alignflow.params import write_params
+    from alignflow import study
+
+    from alignflow.runtime import tracking
+    from alignflow.runtime.params import write_params
 
     if args.profile:
         write_params(root, args.profile)
@@ -179,17 +182,17 @@ def _run_study(args, root: Path, spec) -> int:
 
 
 def _cmd_deps(args) -> int:
-    from alignflow.code_deps import expected_code_deps, missing_deps, rewrite_dvc_yaml
-    from alignflow.stage_graph import load_stage_graph
+    from alignflow.code_deps import expected_by_definition, missing_deps, rewrite_dvc_yaml
+    from alignflow.runtime.stage_graph import load_stage_graph
 
     root = repo_root()
     graph = load_stage_graph(root)
     if args.write:
-        from alignflow.atomic import write_text_atomic
+        from alignflow.runtime.atomic import write_text_atomic
 
         path = root / "dvc.yaml"
         text = path.read_text(encoding="utf-8")
-        new = rewrite_dvc_yaml(text, {n: expected_code_deps(root, i.cmd) for n, i in graph.stages.items()})
+        new = rewrite_dvc_yaml(text, expected_by_definition(root, {n: i.cmd for n, i in graph.stages.items()}))
         if new != text:
             write_text_atomic(path, new)
         print(f"dvc.yaml: code deps {'rewritten' if new != text else 'already match the import graph'}")

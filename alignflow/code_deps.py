@@ -101,27 +101,21 @@ def required_files(root: Path, cmd: str) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in import_closure(root, module))
 
 
-def _package_modules(root: Path, folder: str) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in (root / folder).rglob("*.py") if "__pycache__" not in p.parts}
+def area_of(path: str) -> str:
+    """The folder a code path is listed under: `pipelines/<area>` or `alignflow/runtime` for files in a
+    subpackage, the file itself for top-level modules (`stages/x.py`, `alignflow/cli.py`)."""
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else path
 
 
 def compact(root: Path, files: list[str]) -> list[str]:
-    """Replace the files of a folder by the folder when every module under it is required.
+    """The import graph's files, each subpackage they touch listed once as its folder.
 
-    A folder dep also makes the stage stale when a module is added there; that costs a rerun, never
-    a stale result, and keeps dvc.yaml readable.
+    A stage that imports one module of `pipelines/evaluation` depends on the whole folder: a change
+    to a sibling module reruns it (a rerun, never a stale result), and dvc.yaml lists a handful of
+    code paths per stage, which a reader can take in, instead of thirty.
     """
-    root = root.resolve()
-    wanted = set(files)
-    folders = sorted({str(Path(f).parent.as_posix()) for f in files}, key=lambda d: (d.count("/"), d))
-    chosen: list[str] = []
-    for folder in folders:
-        if folder in PROJECT_PACKAGES or any(folder.startswith(c + "/") for c in chosen):
-            continue  # never a whole top-level package; nothing twice
-        if _package_modules(root, folder) <= wanted:
-            chosen.append(folder)
-    left = [f for f in files if not any(f.startswith(c + "/") for c in chosen)]
-    return sorted(chosen + left)
+    return sorted({area_of(f) for f in files})
 
 
 def is_code_path(path: str) -> bool:
@@ -146,11 +140,21 @@ def expected_code_deps(root: Path, cmd: str) -> list[str]:
     return compact(root, required_files(root, cmd))
 
 
+def expected_by_definition(root: Path, cmds: dict[str, str]) -> dict[str, list[str]]:
+    """{dvc.yaml stage definition: code deps} from {stage address: cmd}; a `foreach` group's variants
+    (`group@key`) share one template, so it lists the union of theirs."""
+    found: dict[str, set[str]] = {}
+    for address, cmd in cmds.items():
+        found.setdefault(address.split("@")[0], set()).update(expected_code_deps(root, cmd))
+    return {name: sorted(paths) for name, paths in found.items()}
+
+
 def rewrite_dvc_yaml(text: str, code_deps: dict[str, list[str]]) -> str:
     """dvc.yaml text with each named stage's code deps replaced, everything else (comments too) kept.
 
-    The file's layout is the project's: `stages:` at column 0, stage names at 2 spaces, keys at 4,
-    list items at 6. Code deps come first in a stage's list, data deps after them in their order.
+    Stage names sit at 2 spaces under `stages:`; a `deps:` block list anywhere inside the stage (a
+    plain stage's, or a `foreach` template's under `do:`) gets its code entries replaced: data deps
+    first in their order, then the code paths, sorted.
     """
     lines = text.splitlines(keepends=True)
     out: list[str] = []
@@ -161,17 +165,19 @@ def rewrite_dvc_yaml(text: str, code_deps: dict[str, list[str]]) -> str:
         header = re.match(r"^  ([A-Za-z_][\w-]*):\s*$", line)
         if header:
             stage = header.group(1)
-        if stage in code_deps and line.rstrip() == "    deps:":
+        deps = re.match(r"^( {4,})deps:\s*$", line)
+        if stage in code_deps and deps:
+            item_prefix = deps.group(1) + "  - "
             out.append(line)
             i += 1
             kept = []
-            while i < len(lines) and lines[i].startswith("      - "):
-                item = lines[i][len("      - "):].strip()
+            while i < len(lines) and lines[i].startswith(item_prefix):
+                item = lines[i][len(item_prefix):].strip()
                 if not is_code_path(item):
                     kept.append(lines[i])
                 i += 1
-            out.extend(f"      - {path}\n" for path in code_deps[stage])
             out.extend(kept)
+            out.extend(f"{item_prefix}{path}\n" for path in code_deps[stage])
             continue
         out.append(line)
         i += 1

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignflow.atomic import write_json_atomic
-from alignflow.params import load_params
-from alignflow.tracking import file_md5
+from alignflow.runtime.atomic import write_json_atomic
+from alignflow.runtime.params import load_params
+from alignflow.runtime.tracking import file_md5
 
 OUTPUT_DIR = "data/external_inputs"
 CACHE_FILE = ".alignflow/hash_cache.json"
@@ -121,7 +121,7 @@ def compute(root: Path, params: dict | None = None, stage_outputs: tuple[str, ..
     root = root.resolve()
     params = load_params(root) if params is None else params
     if stage_outputs is None:
-        from alignflow.stage_graph import load_stage_graph
+        from alignflow.runtime.stage_graph import load_stage_graph
 
         stage_outputs = tuple(o for info in load_stage_graph(root).stages.values() for o in info.outs
                               if not o.startswith(OUTPUT_DIR))
@@ -156,9 +156,9 @@ def changed(root: Path) -> dict[str, list[str]]:
 
 
 def main() -> None:
-    from alignflow.atomic import atomic_dir
-    from alignflow.errors import AlignflowError
-    from alignflow.paths import repo_root
+    from alignflow.runtime.atomic import atomic_dir
+    from alignflow.runtime.errors import AlignflowError
+    from alignflow.runtime.paths import repo_root
 
     root = repo_root()
     try:

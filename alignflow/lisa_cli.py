@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from alignflow.errors import AlignflowError
+from alignflow.runtime.errors import AlignflowError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "vocab.json")
 CORPUS = {"train": "data/world/corpus_train.jsonl", "val": "data/world/corpus_val.jsonl"}
@@ -157,7 +157,7 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
 
 
 def _default_corpus(split: str) -> Path | None:
-    from alignflow.paths import repo_root
+    from alignflow.runtime.paths import repo_root
 
     try:
         path = repo_root() / CORPUS[split]
@@ -267,7 +267,7 @@ def _start(args) -> None:
 
 
 def _default_out(model_path: str) -> Path:
-    from alignflow.paths import repo_root
+    from alignflow.runtime.paths import repo_root
 
     try:
         base = repo_root()
@@ -363,7 +363,7 @@ def _print_analysis(report: dict, written: list[Path]) -> None:
 def _cmd_compress(args) -> int:
     import torch
 
-    from alignflow.atomic import atomic_dir
+    from alignflow.runtime.atomic import atomic_dir
     from pipelines.compression.io import CONFIG_NAME, load_lisa_model, save_lisa_model
     from pipelines.compression.lisa import lisa_report
     from pipelines.compression.objective import forward, make_batches, pad_id, perplexity

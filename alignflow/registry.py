@@ -6,7 +6,7 @@ A stage declares what it publishes in dvc.yaml under `meta.register`:
       register:
         name: policy-sft                 # registered model name
         artifact: model                  # artifact folder the stage logged to its MLflow run
-        metrics: models/sft/metrics.json # holds the `gate` block (see alignflow/gates.py)
+        metrics: models/sft/metrics.json # holds the `gate` block (see alignflow/runtime/gates.py)
 
 Publishing is part of a stage's success and the registry never falls behind the workspace: each
 version carries the DVC md5 of the stage's committed outputs (`dvc.out.<path>` tags), and after every
@@ -24,9 +24,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignflow import gates, tracking
-from alignflow.errors import AlignflowError
-from alignflow.stage_graph import StageInfo
+from alignflow.runtime import gates, tracking
+from alignflow.runtime.errors import AlignflowError
+from alignflow.runtime.stage_graph import StageInfo
 from alignflow.stage_results import lineage_tags
 
 CANDIDATE = "candidate"
@@ -119,7 +119,7 @@ def publish(root: Path, register: dict, run_id: str, stage: str, lineage: dict[s
     except MlflowException:
         incumbent = None
     champion, reason = gates.champion_decision(gate, None if incumbent is None else _incumbent_gate(incumbent))
-    tags = {**lineage, "alignflow.stage": stage, **_gate_tags(gate),
+    tags = {**lineage, "alignflow.runtime.stage": stage, **_gate_tags(gate),
             DECISION_TAG: str(champion).lower(), DECISION_REASON_TAG: reason[:5000]}
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{register.get('artifact', 'model')}",
                                           run_id=run_id, tags=tags)
@@ -164,7 +164,7 @@ def _reconcile_run(root: Path, stage: str, register: dict, lineage: dict[str, st
         experiment_id = tracking.configure(root)
     commit, dirty = tracking.git_commit(root)
     metrics = _read_metrics(metrics_path)
-    tags = {**lineage, "alignflow.kind": RECONCILE_KIND, "alignflow.stage": stage,
+    tags = {**lineage, "alignflow.kind": RECONCILE_KIND, "alignflow.runtime.stage": stage,
             "alignflow.profile": str(metrics["gate"].get("profile") or gates.UNKNOWN),
             "alignflow.git_commit": commit, "alignflow.git_dirty": str(dirty).lower()}
     if parent_run_id:

@@ -22,7 +22,7 @@ from statistics import fmean, stdev
 
 import yaml
 
-from alignflow.errors import ParamsError
+from alignflow.runtime.errors import ParamsError
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RESERVED_NAMES = {"machine"}  # reports/machine/ holds the stages' machine facts
@@ -303,7 +303,7 @@ def plot_summary(spec: StudySpec, summary: list[dict], path: Path) -> None:
 
 
 def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list[dict], claims: list[dict]) -> None:
-    from alignflow.atomic import write_json_atomic, write_text_atomic
+    from alignflow.runtime.atomic import write_json_atomic, write_text_atomic
     from pipelines.evaluation.plots import write_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,7 @@ def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list
 
 def study_env(root: Path, parent_run_id: str | None) -> dict:
     """Experiments run in temporary workspaces: point them at this project's MLflow store and study run."""
-    from alignflow import tracking
+    from alignflow.runtime import tracking
 
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri(root)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from alignflow.errors import AlignflowError
+from alignflow.runtime.errors import AlignflowError
 
 LOCK_FILE = ".alignflow/run.lock"
 BUSY_EXIT = 3

@@ -12,11 +12,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from alignflow import interrupt, tracking
-from alignflow.errors import AlignflowError
-from alignflow.params import write_params
-from alignflow.paths import repo_root
-from alignflow.stage_graph import load_stage_graph
+from alignflow import interrupt
+
+from alignflow.runtime import tracking
+from alignflow.runtime.errors import AlignflowError
+from alignflow.runtime.params import write_params
+from alignflow.runtime.paths import repo_root
+from alignflow.runtime.stage_graph import load_stage_graph
 from alignflow.workspace_lock import workspace_lock
 from tasks.reproduce import BAD_INPUT_PREFIX, reproduce_stage
 

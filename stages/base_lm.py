@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import shutil
 
-from alignflow.errors import ParamsError
-from alignflow.gates import Provenance, file_eval_set, upper_bound_gate
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.gates import Provenance, file_eval_set, upper_bound_gate
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.data.lm_data import pack_corpus
 from pipelines.evaluation.perplexity import perplexity
 from pipelines.models.causal_lm import build_llama, count_parameters, load_causal_lm, save_causal_lm

@@ -6,8 +6,8 @@ over SFT, win rate, both proxies, and the analytic KL(best-of-n || SFT) = log n 
 """
 from __future__ import annotations
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.policy_eval import summarize_policy

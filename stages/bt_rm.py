@@ -7,9 +7,9 @@ from __future__ import annotations
 import shutil
 from functools import partial
 
-from alignflow.gates import Provenance, file_eval_set, interval_gate
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.gates import Provenance, file_eval_set, interval_gate
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, collate_bt
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer

@@ -5,19 +5,18 @@ import hashlib
 import json
 from pathlib import Path
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import plot_training, write_csv
-from pipelines.training.loop import TrainConfig
+from pipelines.training.config import TrainConfig, config_from_block
 
 
 def train_config(ctx: StageContext, block: dict, key: str) -> TrainConfig:
     """The stage's `train` block as a TrainConfig, seeded from the global seed."""
-    try:
-        return TrainConfig.from_dict({**block["train"], "seed": ctx.seed})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ParamsError(f"params.yaml: {key}.train: {exc}") from exc
+    if "train" not in block:
+        raise ParamsError(f"params.yaml: {key}: missing 'train' block")
+    return config_from_block(block["train"], ctx.seed, f"{key}.train")
 
 
 def checkpoint_key(*parts: object) -> str:

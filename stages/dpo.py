@@ -9,9 +9,9 @@ import copy
 import shutil
 from functools import partial
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.models.causal_lm import save_causal_lm
 from pipelines.rlhf.dpo import add_reference_logprobs, collate_dpo, dpo_examples, dpo_loss
 from pipelines.training.loop import set_seed, train

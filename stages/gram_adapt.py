@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs

@@ -14,10 +14,10 @@ import shutil
 import sys
 from functools import partial
 
-from alignflow.errors import AlignflowError
-from alignflow.gates import Provenance, baseline_gate, file_eval_set
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import AlignflowError
+from alignflow.runtime.gates import Provenance, baseline_gate, file_eval_set
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_stage2_loss, preference_examples
 from pipelines.models.tokenizer import load_tokenizer

@@ -8,8 +8,8 @@ from __future__ import annotations
 import shutil
 from functools import partial
 
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl
 from pipelines.data.lm_data import collate_pad
 from pipelines.evaluation.perplexity import perplexity

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from alignflow.errors import ParamsError
-from alignflow.gates import Provenance, file_eval_set, lisa_gate
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.gates import Provenance, file_eval_set, lisa_gate
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.compression.analysis import (head_permutations, layer_pair_similarity, layer_sensitivity,
                                             plot_similarity_grid, plot_sensitivity)
 from pipelines.compression.families import family_of

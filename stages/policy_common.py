@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignflow.errors import ParamsError
-from alignflow.gates import Provenance, file_eval_set, interval_gate
-from alignflow.stage import StageContext
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.gates import Provenance, file_eval_set, interval_gate
+from alignflow.runtime.stage import StageContext
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.evaluation.policy_eval import sample_policy, summarize_policy
 from pipelines.evaluation.sampling import generate_responses

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import copy
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl
 from pipelines.data.world import gold_reward
 from pipelines.evaluation.plots import write_csv

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from statistics import fmean
 
-from alignflow.errors import AlignflowError, ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import AlignflowError, ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.data.loaders import (INVALID_POLICIES, REASONS, PreferenceDataError, PreferenceSourceError,
                                     read_preferences)
 
-log = logging.getLogger("alignflow.stage")
+log = logging.getLogger("alignflow.runtime.stage")
 KEYS = ("path", "hub", "format", "split", "limit", "invalid")
 
 

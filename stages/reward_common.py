@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignflow.stage import StageContext
+from alignflow.runtime.stage import StageContext
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs, plot_reliability

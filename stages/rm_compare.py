@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from alignflow.stage import StageContext, stage_main
-from alignflow.atomic import write_text_atomic
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.atomic import write_text_atomic
 from pipelines.data.jsonl import read_jsonl
 from pipelines.data.loaders import read_preferences
 from pipelines.evaluation.plots import write_csv

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.stage import StageContext, stage_main
 from stages.common import finish_trained_model
 from stages.visual_common import (
     VARIANTS, accuracy_gate, evaluate_visual_rm, policy_images, remove_checkpoints, train_visual_rm, variant_phases,

@@ -7,8 +7,8 @@ model is kept or published: these answer "which part of RoVRM matters", `rovrm_c
 """
 from __future__ import annotations
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.evaluation.plots import plot_grouped_bars
 from stages.visual_common import (
     VARIANTS, accuracy_key, evaluate_visual_rm, policy_images, remove_checkpoints, train_visual_rm, variant_phases,

@@ -12,7 +12,7 @@ import csv
 
 import numpy as np
 
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci, paired_difference_ci
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_metrics import gold_order_correctness

@@ -11,10 +11,10 @@ import shutil
 from collections import defaultdict
 from statistics import fmean
 
-from alignflow.errors import ParamsError
-from alignflow.gates import Provenance, file_eval_set, interval_gate
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.gates import Provenance, file_eval_set, interval_gate
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.data.lm_data import collate_pad, sft_examples
 from pipelines.data.world import gold_reward

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from statistics import fmean
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.data.world import gold_reward
 from pipelines.evaluation.sampling import generate_responses

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext
 from pipelines.speech.corpus import SPLITS
 from pipelines.speech.mustc import MustcLayoutError, Segment, load_mustc
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignflow.atomic import write_json_atomic
-from alignflow.errors import ParamsError
+from alignflow.runtime.atomic import write_json_atomic
+from alignflow.runtime.errors import ParamsError
 from alignflow.external_inputs import read_recorded
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.speech import tts
 from pipelines.speech.corpus import SPLITS, build_speech_corpus
 from stages.speech_common import CORPUS_DIR, load_split

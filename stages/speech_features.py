@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.speech.features import FbankConfig, FeatureCache, extract_features
 from pipelines.speech.corpus import SPLITS
 from stages.speech_common import FEATURES_DIR, segments

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from statistics import fmean
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.speech.vocab import train_vocab
 from stages.speech_common import DEV, TRAIN, VOCAB_DIR, segments
 

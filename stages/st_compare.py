@@ -18,9 +18,9 @@ import platform
 
 import torch
 
-from alignflow.atomic import write_text_atomic
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.atomic import write_text_atomic
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
 from pipelines.speech import evaluation as ev
 from pipelines.speech.features import FeatureCache

@@ -23,10 +23,10 @@ import time
 
 import torch
 
-from alignflow.errors import ParamsError
-from alignflow.gates import Provenance, file_eval_set, lower_bound_gate
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.gates import Provenance, file_eval_set, lower_bound_gate
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.speech import evaluation as ev
 from pipelines.speech.models import build_model, collate, save_model

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from statistics import fmean
 
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.models.tokenizer import load_tokenizer, train_bpe_tokenizer
 from stages.common import texts
 

@@ -11,10 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
-from alignflow.errors import ParamsError
-from alignflow.gates import Provenance, file_eval_set, interval_gate
-from alignflow.stage import StageContext
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.gates import Provenance, file_eval_set, interval_gate
+from alignflow.runtime.stage import StageContext
+from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs, plot_reliability

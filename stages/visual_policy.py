@@ -13,8 +13,8 @@ from functools import partial
 
 import numpy as np
 
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci
 from pipelines.training.loop import set_seed, train
 from pipelines.visual.encoding import Layout, collate_lm, lm_examples

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from alignflow.atomic import write_json_atomic
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.atomic import write_json_atomic
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
 from pipelines.selection import chained_select, selection_distance

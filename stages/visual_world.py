@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
-from alignflow.tracking import file_md5
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.visual.build import build_visual_world
 from pipelines.visual.io import load_visual_pairs

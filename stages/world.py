@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.world import WorldParams, build_world, world_summary, write_world
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
 

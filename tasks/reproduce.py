@@ -25,9 +25,11 @@ from prefect.artifacts import create_table_artifact
 
 from prefect.states import Failed
 
-from alignflow import interrupt, registry, tracking
-from alignflow.stage import BAD_INPUT_EXIT
-from alignflow.stage_graph import StageInfo
+from alignflow import interrupt, registry
+
+from alignflow.runtime import tracking
+from alignflow.runtime.stage import BAD_INPUT_EXIT
+from alignflow.runtime.stage_graph import StageInfo
 from alignflow.stage_results import headline, lineage_tags
 
 BAD_INPUT_PREFIX = "bad input: "

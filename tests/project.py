@@ -64,7 +64,7 @@ def run_stage(root: Path, name: str, fn, params: dict):
     """Run one stage function in-process on `root` the way `stage_main` does: outputs commit only on success."""
     import copy
 
-    from alignflow.stage import StageContext
+    from alignflow.runtime.stage import StageContext
 
     ctx = StageContext(name, root, copy.deepcopy(params), None)
     try:

@@ -51,67 +51,18 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from alignflow.atomic import fsync_dir, fsync_tree, pid_alive
+from alignflow.runtime.atomic import fsync_dir, fsync_tree, pid_alive
+from pipelines.training.config import TrainConfig
 
 LossFn = Callable[[Any, Any], "tuple[torch.Tensor, dict[str, float]]"]
 EvalFn = Callable[[Any], "dict[str, float]"]
 
-_DS_KEYS = {"zero_stage", "offload_optimizer", "bf16"}
 _CKPT_RE = re.compile(r"^step_(\d{8})$")
 _TMP_RE = re.compile(r"^\.tmp-step_\d{8}-(\d+)$")
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- config
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one training run (all steps are optimizer steps)."""
-
-    lr: float = 3e-4
-    weight_decay: float = 0.1
-    betas: tuple = (0.9, 0.95)
-    eps: float = 1e-8
-    warmup_steps: int = 0
-    max_steps: int = 100
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
-    batch_size: int = 8  # micro-batch size
-    grad_accum_steps: int = 1
-    max_grad_norm: Optional[float] = 1.0  # None or <= 0 disables clipping
-    eval_every: int = 0  # 0: evaluate only at the end
-    log_every: int = 10
-    checkpoint_every: int = 0  # 0: checkpoint only at the end (if checkpoint_dir)
-    keep_checkpoints: int = 2
-    seed: int = 0
-    time_budget_s: Optional[float] = None  # wall clock of this call to train()
-    deepspeed: Optional[dict] = None  # {"zero_stage": int, "offload_optimizer": bool, "bf16": bool}
-
-    def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
-        if self.max_steps < 0 or self.batch_size < 1 or self.grad_accum_steps < 1:
-            raise ValueError("max_steps >= 0, batch_size >= 1 and grad_accum_steps >= 1 required")
-        if self.deepspeed is not None:
-            unknown = sorted(set(self.deepspeed) - _DS_KEYS)
-            if unknown:
-                raise ValueError(f"unknown deepspeed config keys: {unknown}; allowed: {sorted(_DS_KEYS)}")
-            stage = int(self.deepspeed.get("zero_stage", 0))
-            if stage not in (0, 1, 2, 3):
-                raise ValueError(f"deepspeed zero_stage must be 0-3, got {stage}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Build from a plain dict, rejecting keys the dataclass does not define."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {unknown}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
 
 
 @dataclass

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import stages.lisa as lisa_stage
-from alignflow.errors import ParamsError
-from alignflow.stage import StageContext
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.stage import StageContext
 from pipelines.compression.io import load_lisa_model
 from pipelines.compression.objective import forward, make_batches
 from pipelines.models.causal_lm import build_llama, save_causal_lm

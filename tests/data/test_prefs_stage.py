@@ -11,8 +11,8 @@ import sys
 import pytest
 import yaml
 
-from alignflow.errors import ParamsError
-from alignflow.params import render_profile
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.params import render_profile
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from stages import prefs
 from tests.project import REPO, run_stage

@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from alignflow import external_inputs
-from alignflow.code_deps import (compact, expected_code_deps, is_code_path, missing_deps, required_files,
+from alignflow.code_deps import (compact, expected_by_definition, is_code_path, missing_deps, required_files,
                                  rewrite_dvc_yaml)
-from alignflow.stage_graph import load_stage_graph
+from alignflow.runtime.stage_graph import load_stage_graph
 from tests.project import REPO
 
 GRAPH = load_stage_graph(REPO)
@@ -20,20 +20,21 @@ def test_dvc_yaml_lists_exactly_the_import_graph_of_every_stage():
     """Breaks when a stage (or a module it imports) gains an import of a project module that dvc.yaml does not
     list, or when dvc.yaml lists code the stage no longer imports. Fix with `alignflow deps --write`."""
     assert missing_deps(REPO, {n: (i.cmd, i.deps) for n, i in GRAPH.stages.items()}) == {}
+    expected = expected_by_definition(REPO, {n: i.cmd for n, i in GRAPH.stages.items()})
     for name, info in GRAPH.stages.items():
         listed = sorted(d for d in info.deps if is_code_path(d))
-        assert listed == expected_code_deps(REPO, info.cmd), f"{name}: run `alignflow deps --write`"
+        assert listed == expected[name.split("@")[0]], f"{name}: run `alignflow deps --write`"
 
 
 def test_a_module_shared_by_one_branch_is_a_dep_of_that_branch_only():
-    """The issue's example: stages/common.py and pipelines/models/causal_lm.py. Breaks if code deps were whole
-    packages (every stage stale on any edit) or missed the transitive import through another module."""
+    """stages/common.py and pipelines/models/causal_lm.py. Breaks if code deps were whole top-level packages (every
+    stage stale on any edit) or missed the transitive import through another module."""
     users = {n for n, i in GRAPH.stages.items() if "stages/common.py" in required_files(REPO, i.cmd)}
-    assert {"base_lm", "sft", "gram", "gram_nopre", "gram_eps0", "bt_rm"} <= users
-    assert {"st_nast", "st_ar"} <= users  # the speech trainer shares the model epilogue
+    assert {"base_lm", "sft", "bt_rm"} <= users
     assert not users & {"world", "prefs", "speech_corpus", "speech_vocab", "speech_features", "external_inputs"}
     lm_users = {n for n, i in GRAPH.stages.items() if "pipelines/models/causal_lm.py" in required_files(REPO, i.cmd)}
     assert "base_lm" in lm_users and "speech_features" not in lm_users
+    assert "pipelines/models" not in GRAPH.stages["speech_features"].deps
 
 
 def _planted_project(tmp_path: Path) -> Path:
@@ -62,14 +63,13 @@ def test_a_planted_missing_import_is_reported(tmp_path):
     assert missing_deps(root, {"train": (cmd, deps)}) == {"train": ["pipelines/extra.py", "pipelines/layers.py"]}
 
 
-def test_compact_lists_a_folder_only_when_all_its_modules_are_needed(tmp_path):
-    """Breaks if a folder were listed while one of its modules is unused (a needless rerun on its edits)."""
+def test_compact_lists_each_subpackage_once_and_top_level_modules_as_files(tmp_path):
+    """Breaks if a subpackage's files were listed one by one (dvc.yaml unreadable), or a top-level module were
+    widened to its whole package (every stage stale on any edit)."""
     root = _planted_project(tmp_path)
-    (root / "pipelines/sub").mkdir()
-    for name in ("__init__.py", "a.py"):
-        (root / "pipelines/sub" / name).write_text("")
-    files = ["pipelines/model.py", "pipelines/sub/__init__.py", "pipelines/sub/a.py"]
-    assert compact(root, files) == ["pipelines/model.py", "pipelines/sub"]
+    files = ["alignflow/runtime/stage.py", "alignflow/runtime/params.py", "pipelines/__init__.py",
+             "pipelines/sub/__init__.py", "pipelines/sub/deep/a.py", "stages/train.py"]
+    assert compact(root, files) == ["alignflow/runtime", "pipelines/__init__.py", "pipelines/sub", "stages/train.py"]
 
 
 def test_rewrite_keeps_data_deps_comments_and_other_keys():
@@ -89,11 +89,19 @@ def test_rewrite_keeps_data_deps_comments_and_other_keys():
             cmd: python -m stages.b
             deps:
               - stages/b.py
+          c:
+            foreach: [x, y]
+            do:
+              cmd: python -m stages.c --name c@${item}
+              deps:
+                - models/${item}
+                - stages/old.py
         """)
-    new = rewrite_dvc_yaml(text, {"a": ["pipelines/p.py", "stages/a.py"]})
+    new = rewrite_dvc_yaml(text, {"a": ["pipelines/p.py", "stages/a.py"], "c": ["stages/c.py"]})
     data = yaml.safe_load(new)["stages"]
-    assert data["a"]["deps"] == ["pipelines/p.py", "stages/a.py", "data/in.jsonl", "models/x"]
+    assert data["a"]["deps"] == ["data/in.jsonl", "models/x", "pipelines/p.py", "stages/a.py"]
     assert data["b"]["deps"] == ["stages/b.py"] and new.startswith("# header comment")
+    assert data["c"]["do"]["deps"] == ["models/${item}", "stages/c.py"]
 
 
 def test_external_inputs_stage_params_match_the_consumers_table():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from alignflow.errors import AlignflowError
+from alignflow.runtime.errors import AlignflowError
 from flows.pipeline import SERVED_ROOT_ENV, alignflow_pipeline
 
 

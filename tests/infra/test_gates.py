@@ -1,12 +1,12 @@
-"""Gate boundaries and the champion rule, as pure functions (alignflow/gates.py)."""
+"""Gate boundaries and the champion rule, as pure functions (alignflow/runtime/gates.py)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from alignflow import gates
-from alignflow.gates import (Provenance, baseline_gate, champion_decision, interval_gate, lisa_gate, lower_bound_gate,
+from alignflow.runtime import gates
+from alignflow.runtime.gates import (Provenance, baseline_gate, champion_decision, interval_gate, lisa_gate, lower_bound_gate,
                              recompute, upper_bound_gate)
 
 SMOKE = Provenance("smoke", gates.eval_set("data/eval.jsonl", "abc", 24))

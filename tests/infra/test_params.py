@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignflow.errors import ParamsError
-from alignflow.params import flatten, overlay, render_profile, write_params
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.params import flatten, overlay, render_profile, write_params
 from tests.project import REPO
 
 
@@ -93,7 +93,7 @@ def _valid(**changes) -> dict:
 def test_check_params_names_file_key_and_types(changes, message):
     """Each wrong hand edit gives one line naming the file, the dotted key, expected and actual type.
     Breaks if a check is dropped (bool accepted as int, NaN accepted, a typo key ignored, ...)."""
-    from alignflow.param_schema import check_params
+    from alignflow.runtime.param_schema import check_params
 
     with pytest.raises(ParamsError) as info:
         check_params(_valid(**changes), "params.yaml", schema=SCHEMA)
@@ -104,7 +104,7 @@ def test_check_params_names_file_key_and_types(changes, message):
 def test_check_params_accepts_what_the_default_allows():
     """int where a float is expected, null or a scalar where the default is null, the profile name,
     declared nullable keys. Breaks if the checker is stricter than the documented rules."""
-    from alignflow.param_schema import check_params
+    from alignflow.runtime.param_schema import check_params
 
     check_params(_valid(rate=2, block={"n": 1, "opt": "anything"}, corr=[1, 0], sizes=[], profile="smoke",
                         prefs={"limit": 10, "path": None}), "params.yaml", schema=SCHEMA)
@@ -114,7 +114,7 @@ def test_check_params_accepts_what_the_default_allows():
 def test_shipped_profiles_and_params_yaml_pass_the_schema():
     """Every shipped profile renders (render_profile checks it) and the committed params.yaml loads
     (load_params checks it). Breaks when a profile or params.yaml drifts from profiles/default.yaml."""
-    from alignflow.params import available_profiles, load_params
+    from alignflow.runtime.params import available_profiles, load_params
 
     for name in available_profiles(REPO):
         render_profile(REPO, name)
@@ -124,8 +124,8 @@ def test_shipped_profiles_and_params_yaml_pass_the_schema():
 def test_every_null_default_declares_its_type():
     """A null default says nothing about the type, so param_schema.NULLABLE must declare it (else any
     scalar passes). Breaks when a key defaulting to null is added without a declaration."""
-    from alignflow.param_schema import NULLABLE, _declared
-    from alignflow.params import read_yaml
+    from alignflow.runtime.param_schema import NULLABLE, _declared
+    from alignflow.runtime.params import read_yaml
 
     nulls = [key for key, value in flatten(read_yaml(REPO / "profiles/default.yaml")).items() if value is None]
     assert nulls, "the default profile has null keys"
@@ -148,7 +148,7 @@ def test_profile_type_error_names_the_profile_file(tmp_path):
 def test_load_params_checks_hand_edits_and_bytes(tmp_path):
     """params.yaml is checked against profiles/default.yaml before any stage runs, and a non-UTF-8 byte
     names its line. Breaks if load_params skips the schema (the TypeError traceback of the issue)."""
-    from alignflow.params import load_params
+    from alignflow.runtime.params import load_params
 
     root = _project(tmp_path, {"seed": 0, "prefs": {"limit": None}})
     (root / "params.yaml").write_text("seed: 0\nprefs:\n  limit: '10'\n")

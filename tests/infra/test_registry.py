@@ -10,8 +10,10 @@ import json
 
 import pytest
 
-from alignflow import gates, registry
-from alignflow.errors import AlignflowError
+from alignflow import registry
+
+from alignflow.runtime import gates
+from alignflow.runtime.errors import AlignflowError
 
 _NAMES = itertools.count(1)
 SMOKE = gates.Provenance("smoke", gates.eval_set("data/eval.jsonl", "abc", 24))

@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from alignflow import registry
-from alignflow.stage_graph import load_stage_graph
+from alignflow.runtime.stage_graph import load_stage_graph
 from tests.project import REPO
 
 STAGE = '''
-from alignflow.gates import Provenance, interval_gate
-from alignflow.stage import stage_main
+from alignflow.runtime.gates import Provenance, interval_gate
+from alignflow.runtime.stage import stage_main
 
 
 def run(ctx):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from alignflow.errors import AlignflowError
-from alignflow.stage_graph import load_stage_graph
+from alignflow.runtime.errors import AlignflowError
+from alignflow.runtime.stage_graph import load_stage_graph
 from tests.project import REPO
 
 

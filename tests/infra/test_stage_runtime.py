@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from alignflow.stage import stage_main
+from alignflow.runtime.stage import stage_main
 
 
 def _project(tmp_path, monkeypatch):
@@ -24,7 +24,7 @@ def _runs(stage):
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("alignflow")
-    return client.search_runs([exp.experiment_id], filter_string=f"tags.`alignflow.stage` = '{stage}'")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.`alignflow.runtime.stage` = '{stage}'")
 
 
 def test_successful_stage_commits_output_and_logs(tmp_path, monkeypatch, tracking):
@@ -75,7 +75,7 @@ def test_crash_exits_1(tmp_path, monkeypatch, tracking):
 
 
 def test_metric_names_mlflow_rejects_are_made_safe():
-    from alignflow.stage import mlflow_metric_name
+    from alignflow.runtime.stage import mlflow_metric_name
 
     assert mlflow_metric_name("ms_per_utt/nast_greedy@b1") == "ms_per_utt/nast_greedy_b1"
     assert mlflow_metric_name("test_id/acc_gold") == "test_id/acc_gold"
@@ -87,7 +87,7 @@ def test_metric_names_mlflow_rejects_are_made_safe():
 def test_machine_facts_go_to_the_untracked_folder_and_mlflow_not_metrics_json(tmp_path, monkeypatch, tracking):
     """Fails if a wall time reaches metrics.json, if facts.json is missing the stage's facts or the
     runtime's own (stage_seconds, host), if MLflow misses them, or if the headline table cannot show them."""
-    from alignflow.stage_graph import StageInfo
+    from alignflow.runtime.stage_graph import StageInfo
     from alignflow.stage_results import headline
 
     root = _project(tmp_path, monkeypatch)
@@ -138,7 +138,7 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     """`.NAME.tmp-PID` of a dead PID goes, a live PID's stays, and a moved-aside previous output
     (`.NAME.old-PID`) comes back when the kill left no output. Fails if cleanup keys on anything but
     a dead writer, or deletes the only copy of the last good output."""
-    from alignflow.atomic import remove_dead_temps
+    from alignflow.runtime.atomic import remove_dead_temps
 
     dead, live = _dead_pid(), os.getppid()
     final = tmp_path / "models/base_lm"
@@ -159,7 +159,7 @@ def test_temporary_names_carry_the_writer_pid(tmp_path, monkeypatch):
     """Cleanup can only tell dead writers' files apart if every temporary name holds the PID."""
     import tempfile
 
-    from alignflow.atomic import atomic_dir, write_text_atomic
+    from alignflow.runtime.atomic import atomic_dir, write_text_atomic
 
     seen = []
     real = tempfile.mkstemp
@@ -177,14 +177,14 @@ def test_running_runs_of_dead_processes_are_marked_killed(tracking):
 
     import mlflow
 
-    from alignflow.stage import mark_dead_runs_killed
+    from alignflow.runtime.stage import mark_dead_runs_killed
 
     client = mlflow.MlflowClient()
     exp = client.create_experiment("alignflow")
     host, dead = socket.gethostname(), str(_dead_pid())
 
     def started(stage, pid, on_host=host):
-        tags = {"alignflow.stage": stage, "alignflow.pid": pid, "alignflow.host": on_host}
+        tags = {"alignflow.runtime.stage": stage, "alignflow.pid": pid, "alignflow.host": on_host}
         return client.create_run(exp, tags=tags).info.run_id
 
     runs = {"dead": started("toy", dead), "live": started("toy", str(os.getpid())),
@@ -225,8 +225,8 @@ def _dvc_project(root, monkeypatch):
 def test_checkpoint_dir_changes_with_params_inputs_and_code(tmp_path, monkeypatch):
     """Resume state is keyed on the caller's key, the stage's params, its deps' content and the loaded
     code. Fails if any of them can change while the same checkpoint folder is handed back."""
-    import alignflow.stage as stage_mod
-    from alignflow.stage import StageContext
+    import alignflow.runtime.stage as stage_mod
+    from alignflow.runtime.stage import StageContext
 
     root = _dvc_project(tmp_path, monkeypatch)
     params = {"seed": 1, "toy": {"lr": 0.1}, "other": {"x": 1}}
@@ -254,7 +254,7 @@ def test_loaded_code_digest_follows_the_source_of_imported_project_modules(tmp_p
     """Fails if editing a project module that this process imported leaves the digest unchanged."""
     import importlib.util
 
-    from alignflow.stage import loaded_code_digest
+    from alignflow.runtime.stage import loaded_code_digest
 
     (tmp_path / "pipelines").mkdir()
     source = tmp_path / "pipelines/shaping.py"

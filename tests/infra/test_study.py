@@ -6,7 +6,7 @@ import math
 import pytest
 import yaml
 
-from alignflow.errors import ParamsError
+from alignflow.runtime.errors import ParamsError
 from alignflow.study import cell_name, cells, judge_claims, load_spec, markdown, summarise, t_interval
 
 SPEC = {

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignflow.params import flatten
-from alignflow.stage_graph import load_stage_graph
+from alignflow.runtime.params import flatten
+from alignflow.runtime.stage_graph import load_stage_graph
 from tests.project import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_model
 
-from alignflow.stage import StageContext, stage_main
+from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.training.loop import TrainConfig, set_seed, train
 
 

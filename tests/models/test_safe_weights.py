@@ -59,7 +59,7 @@ def test_visual_policy_init_refuses_a_bin_only_folder(tmp_path, no_unpickling):
 def test_lisa_cli_refuses_a_bin_only_folder(tmp_path, no_unpickling):
     """`alignflow lisa` loads arbitrary user folders; it used from_pretrained without use_safetensors.
     Breaks if a pickle-only folder reaches from_pretrained."""
-    from alignflow.errors import AlignflowError
+    from alignflow.runtime.errors import AlignflowError
     from alignflow.lisa_cli import load_checkpoint
 
     with pytest.raises(AlignflowError, match="only in pickle format"):

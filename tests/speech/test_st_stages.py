@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from alignflow.errors import AlignflowError, ParamsError
+from alignflow.runtime.errors import AlignflowError, ParamsError
 from tests.project import run_stage
 from stages import speech_corpus, speech_features, speech_vocab, st_compare, st_train
 

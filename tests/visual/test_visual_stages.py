@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from alignflow.errors import ParamsError
+from alignflow.runtime.errors import ParamsError
 from tests.project import run_stage
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.visual.render import save_png

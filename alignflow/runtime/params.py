@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from alignflow.atomic import write_text_atomic
-from alignflow.errors import ParamsError
-from alignflow.param_schema import check_params
+from alignflow.runtime.atomic import write_text_atomic
+from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.param_schema import check_params
 from pipelines.data.text import TextFileError, read_text
 
 BASE_PROFILE = "default"
@@ -66,7 +66,7 @@ def overlay(base: Mapping[str, Any], changes: Mapping[str, Any], source: str, pr
 def render_profile(root: Path, profile: str) -> dict:
     """The full params of `profile`: the default profile with the profile's overlay applied.
 
-    Both files are checked against the default profile's schema (alignflow/param_schema.py), so a
+    Both files are checked against the default profile's schema (alignflow/runtime/param_schema.py), so a
     wrong type in a profile fails here, naming the profile file and the dotted key.
     """
     names = available_profiles(root)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from alignflow.tracking import file_md5
+from alignflow.runtime.tracking import file_md5
 
 UNKNOWN = "unknown"
 TIME_BUDGET_VETO = "vetoed: training was cut short by its time budget"

@@ -1,8 +1,15 @@
 """The runtime every DVC stage command shares: params, staged outputs, an MLflow run, clean errors.
 
-A stage module defines `run(ctx)` and ends with `stage_main("name", run)`. Outputs are written
-into staging folders (`.NAME.tmp-PID`) and moved into place only when `run` returns, so a failed
-stage leaves no half-written output; the MLflow run is marked FAILED and nothing is registered.
+A stage module defines `run(ctx)` and ends with `stage_main("name", run, inputs=..., outputs=...)`.
+Paths come from dvc.yaml, never from stage code: the stage's `cmd` passes each declared input and
+output as `--KEY PATH` (relative to the repository root), exactly the paths its `deps:` and `outs:`
+list, and the stage reads them with `ctx.input("KEY")` / `ctx.output("KEY")`. A key ending in `*`
+takes several paths (`ctx.inputs("KEY")`), one ending in `?` may be left out. `--stage NAME`
+names a templated stage's variant (dvc.yaml `foreach`, addressed as `group@key`).
+
+Outputs are written into staging folders (`.NAME.tmp-PID`) and moved into place only when `run`
+returns, so a failed stage leaves no half-written output; the MLflow run is marked FAILED and nothing
+is registered.
 
 Identical inputs, identical outputs: DVC-tracked outputs hold only what the code, params and
 inputs determine. Facts about the machine and the moment (wall times, tokens/s, speed-ups, thread
@@ -22,6 +29,7 @@ project module loaded, so a checkpoint is never resumed under other code or inpu
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import json
@@ -36,20 +44,20 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from alignflow import tracking
-from alignflow.atomic import pid_alive, remove_dead_temps, replace_dir, write_json_atomic
-from alignflow.errors import AlignflowError, ParamsError
-from alignflow.params import flatten, load_params, section
-from alignflow.paths import checkpoints_dir, repo_root
+from alignflow.runtime import tracking
+from alignflow.runtime.atomic import pid_alive, remove_dead_temps, replace_dir, write_json_atomic
+from alignflow.runtime.errors import AlignflowError, ParamsError
+from alignflow.runtime.params import flatten, load_params, section
+from alignflow.runtime.paths import checkpoints_dir, repo_root
 
-log = logging.getLogger("alignflow.stage")
+log = logging.getLogger("alignflow.runtime.stage")
 BAD_INPUT_EXIT = 2
 
 
 _MLFLOW_NAME_BAD = re.compile(r"[^0-9A-Za-z_\-. :/]")
-PROJECT = Path(__file__).resolve().parents[1]  # where the code this process runs lives
+PROJECT = Path(__file__).resolve().parents[2]  # where the code this process runs lives
 CODE_PACKAGES = ("alignflow", "pipelines", "stages")
 PID_TAG, HOST_TAG = "alignflow.pid", "alignflow.host"
 
@@ -108,7 +116,7 @@ def _stage_info(root: Path, name: str):
     """The stage's dvc.yaml entry (deps, outs, params), or None outside a project that declares it."""
     if not (root / "dvc.yaml").is_file():
         return None
-    from alignflow.stage_graph import load_stage_graph
+    from alignflow.runtime.stage_graph import load_stage_graph
 
     try:
         stages = load_stage_graph(root).stages
@@ -124,11 +132,75 @@ def mlflow_metric_name(key: str) -> str:
     return _MLFLOW_NAME_BAD.sub("_", str(key))
 
 
+class StagePaths:
+    """The input and output keys a stage declares; dvc.yaml's `cmd` gives each one as `--KEY PATH`.
+
+    A key ending in `*` takes one or more paths, one ending in `?` is optional. Inputs must exist
+    when the stage starts (a clear error naming the key and path otherwise, exit 2).
+    """
+
+    def __init__(self, inputs: Sequence[str] = (), outputs: Sequence[str] = ()):
+        self.inputs = {k.rstrip("*?"): k for k in inputs}
+        self.outputs = {k.rstrip("*?"): k for k in outputs}
+        self.values: dict[str, Any] = {}
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        for table, role in ((self.inputs, "input"), (self.outputs, "output")):
+            for key, spec in table.items():
+                many, optional = spec.endswith("*"), spec.endswith("?")
+                parser.add_argument(f"--{key.replace('_', '-')}", dest=f"path_{key}", metavar="PATH",
+                                    nargs="+" if many else None, required=not optional,
+                                    help=f"{role} path, relative to the repository root (from dvc.yaml)")
+
+    def take(self, args: argparse.Namespace, root: Path, stage: str) -> None:
+        """Keep the parsed paths; fail on an input that is not there."""
+        for key in {**self.inputs, **self.outputs}:
+            value = getattr(args, f"path_{key}")
+            self.values[key] = value
+            if key not in self.inputs or value is None:
+                continue
+            for rel in value if isinstance(value, list) else [value]:
+                if not (root / rel).exists():
+                    raise FileNotFoundError(f"stage '{stage}': input --{key.replace('_', '-')} {rel} does not exist "
+                                            f"(run the stage that writes it first)")
+
+    def one(self, ctx: "StageContext", key: str, table: dict) -> Path | None:
+        if key not in table:
+            raise KeyError(f"stage '{ctx.name}' declares no path '{key}' (it has: {', '.join(self.inputs) or '-'} "
+                           f"in, {', '.join(self.outputs) or '-'} out)")
+        value = self.values.get(key)
+        if isinstance(value, list):
+            raise KeyError(f"stage '{ctx.name}': path '{key}' takes several values; use ctx.inputs('{key}')")
+        return None if value is None else (ctx.root / value).resolve()
+
+    def many(self, ctx: "StageContext", key: str, table: dict) -> list[Path]:
+        if key not in table:
+            raise KeyError(f"stage '{ctx.name}' declares no path '{key}'")
+        value = self.values.get(key) or []
+        return [(ctx.root / v).resolve() for v in (value if isinstance(value, list) else [value])]
+
+
+def parse_stage_args(name: str, argv: Sequence[str], paths: StagePaths,
+                     configure: Callable[[argparse.ArgumentParser], None] | None = None,
+                     description: str | None = None) -> tuple[str, argparse.Namespace]:
+    """The stage's name (`--stage` for a templated variant) and its parsed command line."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=description)
+    parser.add_argument("--stage", default=name, help="stage name (a dvc.yaml foreach variant: group@key)")
+    paths.add_arguments(parser)
+    if configure is not None:
+        configure(parser)
+    args = parser.parse_args(list(argv))
+    return args.stage, args
+
+
 class StageContext:
     """What a stage needs from the outside world, and nothing more."""
 
-    def __init__(self, name: str, root: Path, params: dict, run: Any | None):
+    def __init__(self, name: str, root: Path, params: dict, run: Any | None,
+                 args: argparse.Namespace | None = None, paths: "StagePaths | None" = None):
         self.name = name
+        self.args = args if args is not None else argparse.Namespace()
+        self._paths = paths if paths is not None else StagePaths()
         self.root = root
         self.params = params
         self.profile = str(params.get("profile", "custom"))
@@ -151,10 +223,29 @@ class StageContext:
         self.seed = int(self.params[key])
         return self.seed
 
+    # ---- paths dvc.yaml hands the stage ---------------------------------------------------
+    def input(self, key: str) -> Path:
+        """The input passed as `--KEY PATH` (absolute); a key declared optional gives None when left out."""
+        return self._paths.one(self, key, self._paths.inputs)
+
+    def inputs(self, key: str) -> list[Path]:
+        """The inputs passed as `--KEY PATH [PATH ...]` (a key declared with a trailing `*`)."""
+        return self._paths.many(self, key, self._paths.inputs)
+
+    def output_path(self, key: str) -> Path:
+        """Where the output `--KEY PATH` lands once the stage succeeds (to name it, not to write into)."""
+        return self._paths.one(self, key, self._paths.outputs)
+
+    def output(self, key: str) -> Path:
+        """An empty staging folder that becomes the output passed as `--KEY PATH` when the stage succeeds."""
+        if key not in self._paths.outputs and "/" in key:  # LEGACY: stages not yet passed their paths
+            return self._staging(key)
+        return self._staging(self.output_path(key))
+
     # ---- outputs ------------------------------------------------------------------------
-    def output(self, relpath: str) -> Path:
-        """An empty staging folder that becomes `relpath` when the stage succeeds."""
-        final = (self.root / relpath).resolve()
+    def _staging(self, path: str | Path) -> Path:
+        """An empty staging folder that becomes `path` (absolute, or relative to the root) on success."""
+        final = (self.root / path).resolve()
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_temps(final)
         staged = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -213,7 +304,7 @@ class StageContext:
     def machine_dir(self) -> Path:
         """A staging folder for machine-dependent files (speed tables and plots): `reports/machine/<stage>/`."""
         final = (self.root / machine_dir_rel(self.name)).resolve()
-        return self._staged.get(final) or self.output(machine_dir_rel(self.name))
+        return self._staged.get(final) or self._staging(machine_dir_rel(self.name))
 
     def _stage_machine_facts(self) -> dict:
         """facts.json in the machine folder, with what every stage records about where it ran."""
@@ -290,7 +381,7 @@ def remove_stale_outputs(root: Path, name: str) -> list[Path]:
 def mark_dead_runs_killed(client, experiment_id: str, name: str) -> list[str]:
     """Close this stage's MLflow runs still RUNNING whose process (tag pid, this host) has died: status KILLED."""
     host = socket.gethostname()
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`alignflow.stage` = '{name}' "
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`alignflow.runtime.stage` = '{name}' "
                                                              "and attributes.status = 'RUNNING'")
     killed = []
     for run in runs:
@@ -316,7 +407,7 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
     tags = {
         PID_TAG: str(os.getpid()),
         HOST_TAG: socket.gethostname(),
-        "alignflow.stage": name,
+        "alignflow.runtime.stage": name,
         "alignflow.profile": str(params.get("profile", "custom")),
         "alignflow.git_commit": commit,
         "alignflow.git_dirty": str(dirty).lower(),
@@ -349,11 +440,21 @@ def _terminate(signum, _frame) -> None:
     raise Terminated(signum)
 
 
-def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str, ...] | None = None) -> None:
+def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str, ...] | None = None, *,
+               inputs: Sequence[str] = (), outputs: Sequence[str] = (),
+               configure: Callable[[argparse.ArgumentParser], None] | None = None,
+               argv: Sequence[str] | None = None) -> None:
     """Entry point of a stage command: run `fn`, commit outputs, close the run, exit non-zero on failure.
 
     `blocks` names the params blocks logged to MLflow (default: the block named like the stage).
+    `inputs`/`outputs` are the path keys dvc.yaml passes as `--KEY PATH` (see the module docstring);
+    `configure` adds the stage's own options to the parser (read them from `ctx.args`).
     """
+    paths = StagePaths(inputs, outputs)
+    if not (inputs or outputs or configure) and argv is None:  # LEGACY: stages not yet passed their paths
+        argv = [] if len(sys.argv) < 2 else [f"--stage={name}"]
+    name, args = parse_stage_args(name, sys.argv[1:] if argv is None else argv, paths, configure,
+                                  description=(sys.modules.get("__main__").__doc__ if argv is None else None))
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
     root = repo_root()
@@ -361,9 +462,10 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
     ctx = None
     try:
         params = load_params(root)
+        paths.take(args, root, name)
         remove_stale_outputs(root, name)
-        run = _start_run(name, root, params, blocks or (name,))
-        ctx = StageContext(name, root, params, run)
+        run = _start_run(name, root, params, blocks or (name.split("@")[0],))
+        ctx = StageContext(name, root, params, run, args=args, paths=paths)
         fn(ctx)
         machine = ctx._commit_outputs()
         if run is not None:

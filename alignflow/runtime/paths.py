@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alignflow.errors import AlignflowError
+from alignflow.runtime.errors import AlignflowError
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:

@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Mapping
 
-from alignflow.errors import ParamsError
+from alignflow.runtime.errors import ParamsError
 
 SCHEMA_FILE = Path("profiles") / "default.yaml"
 # Keys params.yaml may hold beyond the default profile's (written by `render_profile`).
@@ -174,9 +174,9 @@ def _check_mapping(schema: Mapping, params: Mapping, source: str, prefix: str, p
 
 def default_schema(root: Path | None = None) -> dict:
     """The default profile of the project at `root` (default: the project this package lives in)."""
-    from alignflow.params import read_yaml
+    from alignflow.runtime.params import read_yaml
 
-    base = root if root is not None else Path(__file__).resolve().parents[1]
+    base = root if root is not None else Path(__file__).resolve().parents[2]
     return read_yaml(base / SCHEMA_FILE)
 
 

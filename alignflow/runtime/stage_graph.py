@@ -11,7 +11,7 @@ from typing import Any
 
 import networkx as nx
 
-from alignflow.errors import AlignflowError
+from alignflow.runtime.errors import AlignflowError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from alignflow.paths import mlflow_dir
+from alignflow.runtime.paths import mlflow_dir
 
 EXPERIMENT_ENV = "ALIGNFLOW_EXPERIMENT"
 PARENT_ENV = "ALIGNFLOW_PARENT_RUN_ID"
