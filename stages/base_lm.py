@@ -26,13 +26,13 @@ def run(ctx: StageContext) -> None:
         model = load_causal_lm(str(p["init_from"]))
         tokenizer = load_tokenizer(str(p["init_from"]))
     else:
-        tokenizer = load_tokenizer(str(ctx.root / "models/tokenizer"))
+        tokenizer = load_tokenizer(str(ctx.input("tokenizer")))
         try:
             model = build_llama(dict(p["model"]), tokenizer, seed=ctx.seed)
         except ValueError as exc:
             raise ParamsError(f"params.yaml: base_lm.model: {exc}") from exc
     block = int(p["block_size"])
-    train_path, val_path = ctx.root / "data/world/corpus_train.jsonl", ctx.root / "data/world/corpus_val.jsonl"
+    train_path, val_path = ctx.input("train"), ctx.input("val")
     train_blocks = pack_corpus(texts(train_path), tokenizer, block)
     val_blocks = pack_corpus(texts(val_path), tokenizer, block)
     ctx.log_dataset(train_path, "training", "corpus_train")
@@ -46,7 +46,7 @@ def run(ctx: StageContext) -> None:
     result = train(model, train_blocks, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt))
     model.eval()
     val_ppl = evaluate(model)["val_ppl"]
-    out = ctx.output("models/base_lm")
+    out = ctx.output("out")
     save_causal_lm(model, tokenizer, str(out / "model"))
     threshold = float(p["gate"]["max_val_ppl"])
     metrics = {
@@ -59,14 +59,14 @@ def run(ctx: StageContext) -> None:
         "n_layers": int(model.config.num_hidden_layers),
         "train_blocks": int(train_blocks.shape[0]),
         "gate": upper_bound_gate("val_ppl", round(val_ppl, 4), threshold, Provenance(
-            ctx.profile, file_eval_set(ctx.root, "data/world/corpus_val.jsonl", val_blocks.shape[0]),
+            ctx.profile, file_eval_set(ctx.root, val_path, val_blocks.shape[0]),
             result.stopped_by_time_budget)),
     }
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2),
                              "tokens_per_second": round(result.tokens_seen / max(result.elapsed_s, 1e-9), 1)})
-    finish_trained_model(ctx, out, "models/base_lm", result.history, "Base LM pre-training", "val_ppl", metrics)
+    finish_trained_model(ctx, out, ctx.output_path("out"), result.history, "Base LM pre-training", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
 
 
 if __name__ == "__main__":
-    stage_main("base_lm", run)
+    stage_main("base_lm", run, inputs=("tokenizer", "train", "val"), outputs=("out",))

@@ -37,11 +37,14 @@ def write_curves(out: Path, history: list[dict], title: str, eval_key: str) -> N
     plot_training(history, out / "plots" / "train_curve.png", title, eval_key=eval_key)
 
 
-def finish_trained_model(ctx: StageContext, out: Path, rel_dir: str, history: list[dict], title: str,
+def finish_trained_model(ctx: StageContext, out: Path, final_dir: Path, history: list[dict], title: str,
                          eval_key: str, metrics: dict) -> None:
-    """The common end of a model-training stage: curves, MLflow history, metrics.json, model + plots artifacts."""
+    """The common end of a model-training stage: curves, MLflow history, metrics.json, model + plots artifacts.
+
+    `out` is the staging folder being written, `final_dir` where it lands (`ctx.output_path(key)`).
+    """
     write_curves(out, history, title, eval_key)
     ctx.log_history(history, "train")
     ctx.write_metrics(out, metrics)
-    ctx.log_artifacts_on_success(f"{rel_dir}/model", "model")
-    ctx.log_artifacts_on_success(f"{rel_dir}/plots", "plots")
+    ctx.log_artifacts_on_success(Path(final_dir) / "model", "model")
+    ctx.log_artifacts_on_success(Path(final_dir) / "plots", "plots")

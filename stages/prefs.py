@@ -61,7 +61,7 @@ def run(ctx: StageContext) -> None:
     if not records:
         skipped = sum(load.skipped.values())
         raise AlignflowError(f"{source}: no preference records" + (f" ({skipped} invalid ones skipped)" if skipped else ""))
-    out = ctx.output("data/prefs")
+    out = ctx.output("out")
     write_jsonl_atomic(records, out / "train.jsonl")
     metrics = {
         "n_pairs": len(records),
@@ -83,4 +83,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("prefs", run)
+    stage_main("prefs", run, outputs=("out",))

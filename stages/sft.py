@@ -56,17 +56,16 @@ def run(ctx: StageContext) -> None:
     cfg = train_config(ctx, p, "sft")
     ev = p["eval"]
     set_seed(ctx.seed)
-    base_dir = ctx.root / "models/base_lm/model"
+    base_dir = ctx.input("base")
     model, tokenizer = load_causal_lm(str(base_dir)), load_tokenizer(str(base_dir))
-    data = ctx.root / "data/world"
-    demos, val = read_jsonl(data / "sft_train.jsonl"), read_jsonl(data / "sft_val.jsonl")
-    prompts = read_jsonl(data / "eval_prompts.jsonl")[: int(ev["n_prompts"])]
+    demos_path, val_path, prompts_path = ctx.input("train"), ctx.input("val"), ctx.input("prompts")
+    demos, val = read_jsonl(demos_path), read_jsonl(val_path)
+    prompts = read_jsonl(prompts_path)[: int(ev["n_prompts"])]
     if not prompts:
         raise ParamsError("params.yaml: sft.eval.n_prompts: no evaluation prompts selected")
     max_len = int(p["max_length"])
     train_ex, val_ex = sft_examples(demos, tokenizer, max_len), sft_examples(val, tokenizer, max_len)
-    for path, context in ((data / "sft_train.jsonl", "training"), (data / "sft_val.jsonl", "validation"),
-                          (data / "eval_prompts.jsonl", "evaluation")):
+    for path, context in ((demos_path, "training"), (val_path, "validation"), (prompts_path, "evaluation")):
         ctx.log_dataset(path, context)
     pad = tokenizer.pad_token_id
 
@@ -75,7 +74,7 @@ def run(ctx: StageContext) -> None:
 
     base_responses, base_gold = _sample_gold(model, tokenizer, prompts, ev, ctx.seed)
     base_ppl = evaluate(model)["val_ppl"]
-    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(data / "sft_train.jsonl"),
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(demos_path),
                                              file_md5(base_dir / "model.safetensors")))
     result = train(model, train_ex, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
                    collate_fn=lambda batch: collate_pad(batch, pad))
@@ -91,7 +90,7 @@ def run(ctx: StageContext) -> None:
     demos_gold = fmean(d["gold"] for d in demos)
     min_gain = float(p["gate"]["min_gain"])
 
-    out = ctx.output("models/sft")
+    out = ctx.output("out")
     save_causal_lm(model, tokenizer, str(out / "model"))
     rows = _by_family(prompts, {"gold_sft": sft_gold, "gold_base": base_gold}, demos)
     write_csv(rows, out / "plots" / "gold_by_family.csv", ["family", "gold_sft", "gold_base", "gold_demos"])
@@ -114,13 +113,13 @@ def run(ctx: StageContext) -> None:
         "stopped_by_time_budget": result.stopped_by_time_budget,
         "by_family": {r["family"]: {"sft": r["gold_sft"], "base": r["gold_base"]} for r in rows},
         "gate": interval_gate("gold_reward_mean", round(mean, 4), gain_low, min_gain, Provenance(
-            ctx.profile, file_eval_set(ctx.root, "data/world/eval_prompts.jsonl", len(prompts)),
+            ctx.profile, file_eval_set(ctx.root, prompts_path, len(prompts)),
             result.stopped_by_time_budget),
             f"paired gold gain over the base LM {gain:+.3f} [{gain_low:+.3f}, {gain_high:+.3f}]"),
     }
-    finish_trained_model(ctx, out, "models/sft", result.history, "SFT", "val_ppl", metrics)
+    finish_trained_model(ctx, out, ctx.output_path("out"), result.history, "SFT", "val_ppl", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    stage_main("sft", run)
+    stage_main("sft", run, inputs=("base", "train", "val", "prompts"), outputs=("out",))

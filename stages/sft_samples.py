@@ -23,10 +23,10 @@ def run(ctx: StageContext) -> None:
     if k < 1 or n_prompts < 1:
         raise ParamsError("params.yaml: sft_samples.k and sft_samples.n_prompts must be >= 1")
     set_seed(ctx.seed)
-    policy_dir = ctx.root / "models/sft/model"
+    policy_dir = ctx.input("policy")
     model, tokenizer = load_causal_lm(str(policy_dir)), load_tokenizer(str(policy_dir))
     # The SFT stage evaluates on the first prompts; take the pool from the end so they differ.
-    prompts = read_jsonl(ctx.root / "data/world/eval_prompts.jsonl")[-n_prompts:]
+    prompts = read_jsonl(ctx.input("prompts"))[-n_prompts:]
     flat = [r["prompt"] for r in prompts for _ in range(k)]
     texts = generate_responses(model, tokenizer, flat, max_new_tokens=int(p["max_new_tokens"]),
                                temperature=float(p["temperature"]), seed=ctx.seed, batch_size=int(p["batch_size"]))
@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> None:
         samples = texts[i * k:(i + 1) * k]
         rows.append({"id": r["id"], "family": r["family"], "prompt": r["prompt"], "spec": r["spec"],
                      "samples": samples, "gold": [gold_reward(r["spec"], s) for s in samples]})
-    out = ctx.output("data/sft_samples")
+    out = ctx.output("out")
     write_jsonl_atomic(rows, out / "samples.jsonl")
     golds = [g for row in rows for g in row["gold"]]
     ctx.write_metrics(out, {
@@ -47,4 +47,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("sft_samples", run)
+    stage_main("sft_samples", run, inputs=("policy", "prompts"), outputs=("out",))

@@ -10,12 +10,12 @@ from stages.common import texts
 
 def run(ctx: StageContext) -> None:
     p = ctx.block("tokenizer")
-    corpus = texts(ctx.root / "data/world/corpus_train.jsonl")
+    corpus = texts(ctx.input("corpus"))
     if p.get("pretrained"):
         tokenizer = load_tokenizer(str(p["pretrained"]))
     else:
         tokenizer = train_bpe_tokenizer(corpus, vocab_size=int(p["vocab_size"]), min_frequency=int(p["min_frequency"]))
-    out = ctx.output("models/tokenizer")
+    out = ctx.output("out")
     tokenizer.save_pretrained(str(out))
     sample = corpus[:2000]
     n_tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in sample]
@@ -28,9 +28,9 @@ def run(ctx: StageContext) -> None:
         "roundtrip_exact": round(roundtrip, 4),
         "pretrained": bool(p.get("pretrained")),
     }
-    ctx.log_dataset(ctx.root / "data/world/corpus_train.jsonl", context="training", name="corpus_train")
+    ctx.log_dataset(ctx.input("corpus"), context="training", name="corpus_train")
     ctx.write_metrics(out, metrics)
 
 
 if __name__ == "__main__":
-    stage_main("tokenizer", run)
+    stage_main("tokenizer", run, inputs=("corpus",), outputs=("out",))

@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> None:
     except ValueError as exc:
         raise ParamsError(f"params.yaml: world: {exc}") from exc
     splits = build_world(params, ctx.seed)
-    out = ctx.output("data/world")
+    out = ctx.output("out")
     write_world(splits, out)
     metrics = world_summary(splits, params)
     metrics["label_agreement_with_gold"] = metrics["prefs_train/label_agreement"]
@@ -34,8 +34,8 @@ def run(ctx: StageContext) -> None:
     plot_grouped_bars([r["error_type"] for r in rows], {"gold reward": [r["gold_mean"] for r in rows]},
                       out / "plots" / "gold_by_error_type.png", "Gold reward by response error type", "mean gold")
     ctx.write_metrics(out, metrics)
-    ctx.log_artifacts_on_success("data/world/plots", "plots")
+    ctx.log_artifacts_on_success(ctx.output_path("out") / "plots", "plots")
 
 
 if __name__ == "__main__":
-    stage_main("world", run)
+    stage_main("world", run, outputs=("out",))

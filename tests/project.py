@@ -60,13 +60,69 @@ def run_flow(project: Path, env: dict, *args: str) -> tuple[subprocess.Completed
     return proc, outcomes
 
 
-def run_stage(root: Path, name: str, fn, params: dict):
-    """Run one stage function in-process on `root` the way `stage_main` does: outputs commit only on success."""
+def stage_invocation(name: str, graph=None) -> tuple[dict, dict, dict]:
+    """The stage's dvc.yaml command, split as stage_main would see it: (inputs, outputs, options).
+
+    A `--key value...` whose values lie inside the stage's deps or outs is a path (an output when in
+    outs); anything else is a stage option (`--publish` -> True). Tests run stages with exactly the
+    paths dvc.yaml hands them.
+    """
+    import shlex
+
+    from alignflow.code_deps import covered
+
+    info = (graph or _repo_graph()).stages[name]
+    tokens = shlex.split(info.cmd)
+    tokens = tokens[tokens.index("-m") + 2:]
+    inputs, outputs, options = {}, {}, {}
+    i = 0
+    while i < len(tokens):
+        key = tokens[i][2:].replace("-", "_")
+        values = []
+        i += 1
+        while i < len(tokens) and not tokens[i].startswith("--"):
+            values.append(tokens[i])
+            i += 1
+        if values and all(covered(v, info.outs) for v in values):
+            outputs[key] = values if len(values) > 1 else values[0]
+        elif values and all(covered(v, info.deps) for v in values):
+            inputs[key] = values if len(values) > 1 else values[0]
+        else:
+            options[key] = (values[0] if len(values) == 1 else values) if values else True
+    return inputs, outputs, options
+
+
+_GRAPH = []
+
+
+def _repo_graph():
+    from alignflow.runtime.stage_graph import load_stage_graph
+
+    if not _GRAPH:
+        _GRAPH.append(load_stage_graph(REPO))
+    return _GRAPH[0]
+
+
+def run_stage(root: Path, name: str, fn, params: dict, **overrides):
+    """Run one stage function in-process on `root` the way `stage_main` does: outputs commit only on success.
+
+    Paths and options come from the stage's dvc.yaml command (`stage_invocation`); `overrides`
+    replace single paths or options by key.
+    """
+    import argparse
     import copy
 
-    from alignflow.runtime.stage import StageContext
+    from alignflow.runtime.stage import StageContext, StagePaths
 
-    ctx = StageContext(name, root, copy.deepcopy(params), None)
+    inputs, outputs, options = stage_invocation(name)
+    for key, value in overrides.items():
+        table = inputs if key in inputs else outputs if key in outputs else options
+        table[key] = value
+    paths = StagePaths([k + ("*" if isinstance(v, list) else "") for k, v in inputs.items()],
+                       [k + ("*" if isinstance(v, list) else "") for k, v in outputs.items()])
+    paths.values = {**inputs, **outputs}
+    args = argparse.Namespace(stage=name, **options)
+    ctx = StageContext(name, root, copy.deepcopy(params), None, args=args, paths=paths)
     try:
         fn(ctx)
     except BaseException:

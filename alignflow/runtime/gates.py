@@ -215,6 +215,15 @@ def champion_decision(gate: dict, incumbent: dict | None) -> tuple[bool, str]:
     return False, f"gate passed but {metric} {value:.4g} is worse than champion v{version} ({old:.4g})"
 
 
-def file_eval_set(root: Path, relpath: str, n: int) -> str:
-    """`eval_set` of the first `n` items of a workspace file (the one helper here that reads a file)."""
-    return eval_set(relpath, file_md5(root / relpath), n)
+def file_eval_set(root: Path, path: str | Path, n: int) -> str:
+    """`eval_set` of the first `n` items of a workspace file (the one helper here that reads a file).
+
+    `path` is absolute or relative to `root`; the eval set is named by the path relative to `root`,
+    so gates compare across workspaces.
+    """
+    full = Path(path) if Path(path).is_absolute() else root / path
+    try:
+        rel = full.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = str(path)
+    return eval_set(rel, file_md5(full), n)

@@ -26,8 +26,13 @@ class StageInfo:
 
     @property
     def registry(self) -> dict | None:
-        """`meta.register` of the stage: which model it publishes and how its gate is read."""
-        return (self.meta or {}).get("register")
+        """`meta.register` of the stage: which model it publishes and how its gate is read.
+
+        None when the stage publishes nothing, including a `foreach` variant whose templated
+        `register.name` is empty (DVC interpolates scalars only, so a template cannot drop the key).
+        """
+        register = (self.meta or {}).get("register")
+        return register if register and register.get("name") else None
 
 
 @dataclass

@@ -35,7 +35,7 @@ def _stage_command(root):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNFLOW_", "MLFLOW_"))}
     env.update(ALIGNFLOW_ROOT=str(root), ALIGNFLOW_TRACKING="off",
                PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "stages.prefs"], cwd=root, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stages.prefs", "--out", "data/prefs"], cwd=root, env=env, capture_output=True,
                           text=True, timeout=120)
 
 
