@@ -24,7 +24,7 @@ def headline(root: Path, info: StageInfo) -> dict:
     Machine facts (wall times, speed-ups) live outside the tracked outputs, in the stage's
     untracked `reports/machine/<stage>.json`; a headline may name them all the same.
     """
-    from alignflow.runtime.stage import read_machine_facts
+    from alignflow.runtime.machine import read_machine_facts
 
     metrics = {**flatten(read_machine_facts(root, info.name)), **stage_metrics(root, info)}
     keys = (info.meta or {}).get("headline")

@@ -30,7 +30,6 @@ project module loaded, so a checkpoint is never resumed under other code or inpu
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import logging
@@ -47,150 +46,25 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from alignflow.runtime import tracking
-from alignflow.runtime.atomic import pid_alive, remove_dead_temps, replace_dir, write_json_atomic
+from alignflow.runtime.atomic import remove_dead_temps, replace_dir, write_json_atomic
 from alignflow.runtime.errors import AlignflowError, ParamsError
 from alignflow.runtime.params import flatten, load_params, section
+from alignflow.runtime.fingerprint import _stage_info, content_digest, loaded_code_digest
+from alignflow.runtime.leftovers import HOST_TAG, PID_TAG, mark_dead_runs_killed, remove_stale_outputs
+from alignflow.runtime.machine import machine_dir_rel
 from alignflow.runtime.paths import checkpoints_dir, repo_root
+from alignflow.runtime.stage_paths import StagePaths, parse_stage_args
 
 log = logging.getLogger("alignflow.runtime.stage")
 BAD_INPUT_EXIT = 2
 
 
 _MLFLOW_NAME_BAD = re.compile(r"[^0-9A-Za-z_\-. :/]")
-PROJECT = Path(__file__).resolve().parents[2]  # where the code this process runs lives
-CODE_PACKAGES = ("alignflow", "pipelines", "stages")
-PID_TAG, HOST_TAG = "alignflow.pid", "alignflow.host"
-
-
-def machine_dir_rel(stage: str) -> str:
-    """The untracked per-stage folder of machine facts (see the module docstring), relative to the root."""
-    return f"reports/machine/{stage}"
-
-
-def machine_facts_path(root: Path, stage: str) -> Path:
-    return root / machine_dir_rel(stage) / "facts.json"
-
-
-def read_machine_facts(root: Path, stage: str) -> dict:
-    path = machine_facts_path(root, stage)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def loaded_code_digest(project: Path = PROJECT) -> str:
-    """sha256 over the source of every project module this process has imported (path + bytes)."""
-    digest = hashlib.sha256()
-    files = set()
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if not file:
-            continue
-        path = Path(file).resolve()
-        try:
-            rel = path.relative_to(project)
-        except ValueError:
-            continue
-        if rel.parts and rel.parts[0] in CODE_PACKAGES and path.suffix == ".py":
-            files.add((rel.as_posix(), path))
-    for rel, path in sorted(files):
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def content_digest(path: Path) -> str:
-    """md5 of a file, or of a folder's sorted (relative path, file md5) list; 'missing' if absent."""
-    if path.is_file():
-        return tracking.file_md5(path)
-    if not path.is_dir():
-        return "missing"
-    digest = hashlib.md5()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(f"{file.relative_to(path).as_posix()}:{tracking.file_md5(file)}\n".encode())
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=8)
-def _stage_info(root: Path, name: str):
-    """The stage's dvc.yaml entry (deps, outs, params), or None outside a project that declares it."""
-    if not (root / "dvc.yaml").is_file():
-        return None
-    from alignflow.runtime.stage_graph import load_stage_graph
-
-    try:
-        stages = load_stage_graph(root).stages
-    except Exception as exc:  # noqa: BLE001 - a broken dvc.yaml is DVC's error to report, not ours
-        log.warning("could not read dvc.yaml for stage %s: %s", name, exc)
-        return None
-    # DVC names stages relative to the working directory ("dir/dvc.yaml:name" from elsewhere)
-    return stages.get(name) or next((s for a, s in stages.items() if a.endswith(f"dvc.yaml:{name}")), None)
 
 
 def mlflow_metric_name(key: str) -> str:
     """MLflow accepts letters, digits and `_-. :/` in metric names; metrics.json keeps the original key."""
     return _MLFLOW_NAME_BAD.sub("_", str(key))
-
-
-class StagePaths:
-    """The input and output keys a stage declares; dvc.yaml's `cmd` gives each one as `--KEY PATH`.
-
-    A key ending in `*` takes one or more paths, one ending in `?` is optional. Inputs must exist
-    when the stage starts (a clear error naming the key and path otherwise, exit 2).
-    """
-
-    def __init__(self, inputs: Sequence[str] = (), outputs: Sequence[str] = ()):
-        self.inputs = {k.rstrip("*?"): k for k in inputs}
-        self.outputs = {k.rstrip("*?"): k for k in outputs}
-        self.values: dict[str, Any] = {}
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        for table, role in ((self.inputs, "input"), (self.outputs, "output")):
-            for key, spec in table.items():
-                many, optional = spec.endswith("*"), spec.endswith("?")
-                parser.add_argument(f"--{key.replace('_', '-')}", dest=f"path_{key}", metavar="PATH",
-                                    nargs="+" if many else None, required=not optional,
-                                    help=f"{role} path, relative to the repository root (from dvc.yaml)")
-
-    def take(self, args: argparse.Namespace, root: Path, stage: str) -> None:
-        """Keep the parsed paths; fail on an input that is not there."""
-        for key in {**self.inputs, **self.outputs}:
-            value = getattr(args, f"path_{key}")
-            self.values[key] = value
-            if key not in self.inputs or value is None:
-                continue
-            for rel in value if isinstance(value, list) else [value]:
-                if not (root / rel).exists():
-                    raise FileNotFoundError(f"stage '{stage}': input --{key.replace('_', '-')} {rel} does not exist "
-                                            f"(run the stage that writes it first)")
-
-    def one(self, ctx: "StageContext", key: str, table: dict) -> Path | None:
-        if key not in table:
-            raise KeyError(f"stage '{ctx.name}' declares no path '{key}' (it has: {', '.join(self.inputs) or '-'} "
-                           f"in, {', '.join(self.outputs) or '-'} out)")
-        value = self.values.get(key)
-        if isinstance(value, list):
-            raise KeyError(f"stage '{ctx.name}': path '{key}' takes several values; use ctx.inputs('{key}')")
-        return None if value is None else (ctx.root / value).resolve()
-
-    def many(self, ctx: "StageContext", key: str, table: dict) -> list[Path]:
-        if key not in table:
-            raise KeyError(f"stage '{ctx.name}' declares no path '{key}'")
-        value = self.values.get(key) or []
-        return [(ctx.root / v).resolve() for v in (value if isinstance(value, list) else [value])]
-
-
-def parse_stage_args(name: str, argv: Sequence[str], paths: StagePaths,
-                     configure: Callable[[argparse.ArgumentParser], None] | None = None,
-                     description: str | None = None) -> tuple[str, argparse.Namespace]:
-    """The stage's name (`--stage` for a templated variant) and its parsed command line."""
-    parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=description)
-    parser.add_argument("--stage", default=name, help="stage name (a dvc.yaml foreach variant: group@key)")
-    paths.add_arguments(parser)
-    if configure is not None:
-        configure(parser)
-    args = parser.parse_args(list(argv))
-    return args.stage, args
 
 
 class StageContext:
@@ -365,35 +239,6 @@ class StageContext:
         for staged in self._staged.values():
             shutil.rmtree(staged, ignore_errors=True)
         self._staged.clear()
-
-
-def remove_stale_outputs(root: Path, name: str) -> list[Path]:
-    """Staging and moved-aside folders of this stage's outputs left by processes that have died."""
-    info = _stage_info(root, name)
-    found: list[Path] = []
-    for out in info.outs if info is not None else ():
-        found += remove_dead_temps((root / out).resolve())
-    for path in found:
-        log.warning("removed %s, left by a stage process that no longer runs", path)
-    return found
-
-
-def mark_dead_runs_killed(client, experiment_id: str, name: str) -> list[str]:
-    """Close this stage's MLflow runs still RUNNING whose process (tag pid, this host) has died: status KILLED."""
-    host = socket.gethostname()
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`alignflow.runtime.stage` = '{name}' "
-                                                             "and attributes.status = 'RUNNING'")
-    killed = []
-    for run in runs:
-        tags = run.data.tags
-        pid = tags.get(PID_TAG, "")
-        if tags.get(HOST_TAG) != host or not pid.isdigit() or pid_alive(int(pid)):
-            continue
-        client.set_tag(run.info.run_id, "alignflow.error", f"process {pid} on {host} ended without closing the run")
-        client.set_terminated(run.info.run_id, "KILLED")
-        log.warning("marked MLflow run %s of %s KILLED: its process %s is gone", run.info.run_id, name, pid)
-        killed.append(run.info.run_id)
-    return killed
 
 
 def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):

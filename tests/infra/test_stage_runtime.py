@@ -177,7 +177,7 @@ def test_running_runs_of_dead_processes_are_marked_killed(tracking):
 
     import mlflow
 
-    from alignflow.runtime.stage import mark_dead_runs_killed
+    from alignflow.runtime.leftovers import mark_dead_runs_killed
 
     client = mlflow.MlflowClient()
     exp = client.create_experiment("alignflow")
@@ -254,7 +254,7 @@ def test_loaded_code_digest_follows_the_source_of_imported_project_modules(tmp_p
     """Fails if editing a project module that this process imported leaves the digest unchanged."""
     import importlib.util
 
-    from alignflow.runtime.stage import loaded_code_digest
+    from alignflow.runtime.fingerprint import loaded_code_digest
 
     (tmp_path / "pipelines").mkdir()
     source = tmp_path / "pipelines/shaping.py"
