@@ -299,10 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_workspace_code() -> None:
+    """Import `pipelines`, `stages`, `tasks` and `flows` from the workspace (the folder holding dvc.yaml).
+
+    They are not installed (pyproject.toml says why): the code a run executes is the code DVC hashes.
+    """
+    try:
+        root = str(repo_root())
+    except AlignflowError:
+        return  # outside a workspace; commands that need one say so
+    if root not in sys.path[:1]:
+        sys.path.insert(0, root)
+
+
 def main(argv: list[str] | None = None) -> int:
     from alignflow import use_this_interpreter
 
     use_this_interpreter()
+    use_workspace_code()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
