@@ -47,23 +47,15 @@ _KIND_NAMES = {"int": "int", "number": "number", "bool": "bool", "str": "str", "
                "list": "list", "null": "null", "scalar": "a scalar"}
 
 
+# bool before int: bool subclasses int, and a flag is not a count
+_KINDS = ((bool, "bool"), (int, "int"), (float, "number"), (str, "str"), (Mapping, "mapping"), (list, "list"))
+
+
 def kind_of(value: Any) -> str:
-    """The schema kind of a YAML value: bool is checked before int, since bool subclasses int."""
+    """The schema kind of a YAML value (null, bool, int, number, str, mapping, list)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, Mapping):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    return type(value).__name__
+    return next((kind for cls, kind in _KINDS if isinstance(value, cls)), type(value).__name__)
 
 
 def _accepts(kinds: tuple[str, ...], value: Any) -> bool:
