@@ -167,3 +167,16 @@ def test_real_visual_pairs_replace_the_generated_ones(tmp_path):
     with pytest.raises((ValueError, FileNotFoundError), match="bad.jsonl"):
         _run(tmp_path, "visual_world", visual_world.run, params)
     assert len(open(tmp_path / "data/visual/visual_pool.jsonl").readlines()) == 3  # the last good output stays
+
+
+def test_phase_length_is_max_steps_and_an_epochs_block_fails_naming_it(project):
+    """Fails if a phase's `train` block were patched after it is built (steps from data size) or an old
+    `epochs` key were silently accepted instead of failing with the params key, leaving the model as it was."""
+    m = _metrics(project / "models/rovrm/metrics.json")
+    assert (m["text/steps"], m["caption/steps"], m["visual/steps"]) == (1, 2, 2) and m["train_steps"] == 5
+    params = copy.deepcopy(PARAMS)
+    params["visual"]["rm"]["phases"]["text"]["train"]["epochs"] = 2
+    before = (project / "models/rovrm/metrics.json").read_bytes()
+    with pytest.raises(ValueError, match=r"visual\.rm\.phases\.text\.train.*epochs"):
+        _run(project, "rovrm@rovrm", rovrm.run, params)
+    assert (project / "models/rovrm/metrics.json").read_bytes() == before
