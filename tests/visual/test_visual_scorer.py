@@ -9,12 +9,7 @@ from pipelines.models.reward.visual import VisualRewardModel, load_scorer
 from pipelines.models.vlm.llava import build_llava, train_vlm_tokenizer
 from pipelines.visual.best_of_n import reward_picks
 from pipelines.visual.rm_training import VARIANTS, phases_needed, variant_phases
-
-CFG = {"vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                  "image_size": 24, "patch_size": 8},
-       "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                "max_position_embeddings": 96}}
-WORDS = ["red", "blue", "green", "circle", "square", "left", "right", "there", "is", "a", "the", "two"]
+from tests.visual.test_vlm_reward import CFG, WORDS
 
 
 @pytest.fixture(scope="module")
