@@ -7,32 +7,49 @@ model is kept or published: these answer "which part of RoVRM matters", `rovrm_c
 """
 from __future__ import annotations
 
+import json
+
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
+from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import plot_grouped_bars
-from stages.visual_common import (
-    VARIANTS, accuracy_key, evaluate_visual_rm, policy_images, remove_checkpoints, train_visual_rm, variant_phases,
+from pipelines.visual.images import ImageStore
+from pipelines.visual.rm_eval import accuracy_key, evaluate_visual_rm
+from pipelines.visual.rm_training import (
+    MAIN_VARIANTS, POOL_FILES, VARIANTS, phases_needed, remove_checkpoints, train_visual_rm, variant_phases,
 )
+from stages.common import train_config
 
 
 def run(ctx: StageContext) -> None:
     ctx.use_seed("visual_seed")
     variants = list(ctx.block("visual")["ablations"])
-    bad = [v for v in variants if v not in VARIANTS or v in ("rovrm", "visual_only")]
+    bad = [v for v in variants if v not in VARIANTS or v in MAIN_VARIANTS]
     if bad or not variants:
         raise ParamsError(f"params.yaml: visual.ablations: {bad or 'empty'}; choose from "
-                          f"{sorted(set(VARIANTS) - {'rovrm', 'visual_only'})}")
-    images = policy_images(ctx)
-    out = ctx.output("models/rovrm_ablations")
+                          f"{sorted(set(VARIANTS) - set(MAIN_VARIANTS))}")
+    p = ctx.block("visual")["rm"]
+    configs = {ph: train_config(ctx, p["phases"][ph], f"visual.rm.phases.{ph}") for ph in phases_needed(variants)}
+    world, policy = ctx.input("world"), ctx.input("policy")
+    images = ImageStore.for_model(world, policy)
+    visual_train = read_jsonl(ctx.input("visual_train"))
+    selections = json.loads(ctx.input("selections").read_text(encoding="utf-8"))
+    pools = {phase: read_jsonl(world / f) for phase, f in POOL_FILES.items()}
+    test = read_jsonl(world / "visual_test.jsonl")[: int(p["eval"]["n_pairs"])]
+    out = ctx.output("out")
     metrics: dict = {"variants": variants}
     checkpoints = []
     for variant in variants:
-        rm, history, summary, folders = train_visual_rm(ctx, variant_phases(ctx, variant), images,
-                                                        f"rovrm_ablations/{variant}")
-        checkpoints += folders
-        metrics.update(evaluate_visual_rm(ctx, rm, images, out, prefix=f"{variant}/"))
-        metrics.update({f"{variant}/{k}": v for k, v in summary.items()})
-        ctx.log_history(history, variant)
+        tag = f"rovrm_ablations/{variant}"
+        trained = train_visual_rm(policy, variant_phases(variant, visual_train, selections, pools), images, configs,
+                                  int(p["max_length"]), ctx.seed, tag, ctx.checkpoint_dir)
+        ctx.write_machine_facts({f"{tag}/{phase}/seconds": s for phase, s in trained.seconds.items()})
+        checkpoints += trained.checkpoints
+        metrics.update(evaluate_visual_rm(trained.rm, images, test, out / "plots", ctx.seed,
+                                          int(p["eval"]["bootstrap"]), int(p["eval"]["batch_size"]),
+                                          prefix=f"{variant}/"))
+        metrics.update({f"{variant}/{k}": v for k, v in trained.summary.items()})
+        ctx.log_history(trained.history, variant)
     keys = {v: accuracy_key(metrics, f"{v}/") for v in variants}
     plot_grouped_bars(variants, {"accuracy": [metrics[keys[v]] for v in variants],
                                  "CI low": [metrics[f"{keys[v]}_ci95_low"] for v in variants]},
@@ -42,4 +59,5 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("rovrm_ablations", run, blocks=("visual",))
+    stage_main("rovrm_ablations", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "selections"),
+               outputs=("out",))

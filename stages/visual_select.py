@@ -16,70 +16,51 @@ import numpy as np
 from alignflow.runtime.atomic import write_json_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
-from pipelines.data.jsonl import write_jsonl_atomic
+from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
-from pipelines.selection import chained_select, selection_distance
-from pipelines.selection.ot_select import METHODS
-from pipelines.visual.embed import embed_pairs
-from pipelines.visual.encoding import Layout
-from pipelines.visual.vlm import image_size, load_vlm
-from stages.visual_common import POLICY, SELECT, WORLD, ImageStore, world_records
-from stages.visual_plots import plot_embedding_map
+from pipelines.models.vlm.encoding import Layout
+from pipelines.models.vlm.llava import image_size, load_vlm
+from pipelines.visual.aux_select import SELECTION_COLUMNS, check_sizes, embed_sets, select_auxiliary
+from pipelines.visual.images import ImageStore
+from pipelines.visual.plots import plot_embedding_map
 
 
-def _sizes(p: dict, n_pool: int, n_caption: int, n_text: int) -> tuple[int, int, int]:
+def _sizes(p: dict) -> tuple[int, int, int]:
     try:
-        n_visual, k_caption, k_text = int(p["n_visual"]), int(p["k_caption"]), int(p["k_text"])
+        return int(p["n_visual"]), int(p["k_caption"]), int(p["k_text"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ParamsError(f"params.yaml: visual.select: {exc!r}") from exc
-    for key, value, limit in (("n_visual", n_visual, n_pool), ("k_caption", k_caption, n_caption),
-                              ("k_text", k_text, n_text)):
-        if not 1 <= value <= limit:
-            raise ParamsError(f"params.yaml: visual.select.{key} = {value} must be in [1, {limit}] (the pool size)")
-    return n_visual, k_caption, k_text
 
 
 def run(ctx: StageContext) -> None:
     ctx.use_seed("visual_seed")
     p = ctx.block("visual")["select"]
-    pool, captions, texts = (world_records(ctx, f) for f in ("visual_pool.jsonl", "caption_pool.jsonl", "text_pool.jsonl"))
-    n_visual, k_caption, k_text = _sizes(p, len(pool), len(captions), len(texts))
+    world = ctx.input("world")
+    pool, captions, texts = (read_jsonl(world / f) for f in ("visual_pool.jsonl", "caption_pool.jsonl", "text_pool.jsonl"))
+    n_visual, k_caption, k_text = _sizes(p)
+    try:
+        check_sizes(n_visual, k_caption, k_text, len(pool), len(captions), len(texts))
+    except ValueError as exc:
+        raise ParamsError(f"params.yaml: visual.select.{exc}") from exc
     visual = pool[:n_visual]
-    vlm, tokenizer = load_vlm(str(ctx.root / POLICY))
+    vlm, tokenizer = load_vlm(str(ctx.input("policy")))
     layout = Layout.of(vlm, tokenizer, int(ctx.block("visual")["rm"]["max_length"]))
-    images = ImageStore(ctx.root / WORLD, image_size(vlm))
+    images = ImageStore(world, image_size(vlm))
     start = time.perf_counter()
-    bs = int(p["embed_batch_size"])
-    emb = {"visual": embed_pairs(vlm, layout, visual, images, bs, "embed visual"),
-           "caption": embed_pairs(vlm, layout, captions, lambda r: None, bs, "embed captions"),
-           "text": embed_pairs(vlm, layout, texts, lambda r: None, bs, "embed text")}
+    emb = embed_sets(vlm, layout, visual, captions, texts, images, int(p["embed_batch_size"]))
     ctx.write_machine_facts({"embed_seconds": round(time.perf_counter() - start, 2)})
     metrics: dict = {"n_visual": n_visual, "k_caption": k_caption, "k_text": k_text, "pool_caption": len(captions),
                      "pool_text": len(texts),
                      "pool_text_scene_share": round(float(np.mean([r["kind"] == "scene_text" for r in texts])), 4)}
     solver = {k: p[k] for k in ("solver", "reg", "max_dense_entries", "batch_size")}
-    selections: dict = {}
-    rows = []
-    for method in METHODS:
-        levels = [(emb["caption"], k_caption if method != "all" else len(captions)),
-                  (emb["text"], k_text if method != "all" else len(texts))]
-        cap_sel, text_sel = chained_select(levels, emb["visual"], method=method, seed=ctx.seed,
-                                           **(solver if method == "ot" else {}))
-        chosen_text = [texts[i] for i in text_sel.indices]
-        row = {"method": method,
-               "caption_distance": selection_distance(emb["caption"][cap_sel.indices], emb["visual"], seed=ctx.seed),
-               "text_distance": selection_distance(emb["text"][text_sel.indices], emb["visual"], seed=ctx.seed),
-               "text_scene_share": float(np.mean([r["kind"] == "scene_text" for r in chosen_text]))}
-        rows.append(row)
-        ctx.write_machine_facts({f"{method}/seconds": round(cap_sel.seconds + text_sel.seconds, 5)})
-        metrics.update({f"{method}/{k}": round(v, 5) for k, v in row.items() if k != "method"})
-        selections[method] = {"caption": [captions[i]["id"] for i in cap_sel.indices],
-                              "text": [r["id"] for r in chosen_text]}
-    out = ctx.output(SELECT)
+    rows, selection_metrics, selections, seconds = select_auxiliary(emb, captions, texts, k_caption, k_text, solver,
+                                                                    ctx.seed)
+    metrics.update(selection_metrics)
+    ctx.write_machine_facts({f"{method}/seconds": s for method, s in seconds.items()})
+    out = ctx.output("out")
     write_jsonl_atomic(visual, out / "visual_train.jsonl")
     write_json_atomic(out / "selections.json", selections)
-    write_csv(rows, out / "plots" / "selection.csv", ["method", "caption_distance", "text_distance",
-                                                      "text_scene_share"])
+    write_csv(rows, out / "plots" / "selection.csv", SELECTION_COLUMNS)
     plot_grouped_bars([r["method"] for r in rows],
                       {"caption OT distance": [r["caption_distance"] for r in rows],
                        "text OT distance": [r["text_distance"] for r in rows],
@@ -93,4 +74,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("visual_select", run, blocks=("visual",))
+    stage_main("visual_select", run, blocks=("visual",), inputs=("world", "policy"), outputs=("out",))

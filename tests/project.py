@@ -121,7 +121,7 @@ def run_stage(root: Path, name: str, fn, params: dict, **overrides):
     paths = StagePaths([k + ("*" if isinstance(v, list) else "") for k, v in inputs.items()],
                        [k + ("*" if isinstance(v, list) else "") for k, v in outputs.items()])
     paths.values = {**inputs, **outputs}
-    args = argparse.Namespace(stage=name, **options)
+    args = argparse.Namespace(**{"stage": name, **options})  # a foreach command passes --stage itself
     ctx = StageContext(name, root, copy.deepcopy(params), None, args=args, paths=paths)
     try:
         fn(ctx)

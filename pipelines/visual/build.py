@@ -21,6 +21,7 @@ import numpy as np
 
 from pipelines.data.jsonl import write_jsonl_atomic
 
+from .checks import require_keys
 from .generator import check_error_probs
 from .pairs import caption_record, scene_text_record, text_world_record, visual_record
 from .prompts import PROMPT_KINDS, QUESTION_KINDS, ideal_response, make_prompt, unique_shapes
@@ -39,11 +40,7 @@ Item = tuple[Scene, dict[str, Any]]
 
 def check_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
     """Return the cfg values this builder uses; ValueError names a missing or bad key."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"visual world cfg must be a dict, got {type(cfg).__name__}")
-    for key in CFG_KEYS:
-        if key not in cfg:
-            raise ValueError(f"visual world cfg is missing key {key!r}")
+    require_keys(cfg, CFG_KEYS, "visual world cfg")
     for key in CFG_KEYS[:10]:
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

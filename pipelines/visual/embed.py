@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .encoding import Layout, collate_pairs, pair_examples
-from .reward import hidden_states
+from pipelines.models.vlm.encoding import Layout, collate_pairs, pair_examples
+from pipelines.models.vlm.llava import hidden_states
 
 
 @torch.no_grad()

@@ -19,9 +19,9 @@ import re
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from pipelines.data.jsonl import JsonlError, iter_jsonl
+from pipelines.data.jsonl import JsonlError, iter_jsonl, write_jsonl_atomic
 
 from .render import ImageFileError, check_image
 
@@ -96,3 +96,34 @@ def load_visual_pairs(path: str | os.PathLike, image_root: str | os.PathLike | N
     if not records:
         raise ValueError(f"{path}: no records")
     return records
+
+
+REAL_FILES = {"pool": "visual_pool.jsonl", "test": "visual_test.jsonl"}  # which world file each real set replaces
+
+
+class HeldOutOverlap(ValueError):
+    """A real test pair shares its image and prompt with a training pair."""
+
+
+def write_real_pairs(sources: Mapping[str, Path], image_root: Path | None, out_dir: Path) -> dict[str, int]:
+    """Write each real pairs file (`pool`, `test`) over the world file it replaces; returns pairs per set.
+
+    Image paths become absolute, so the records open from anywhere. A test pair that is also a
+    training pair (same image and prompt) is refused: held-out pairs must be new.
+    """
+    loaded: dict[str, list[dict]] = {}
+    for key, filename in REAL_FILES.items():
+        if key not in sources:
+            continue
+        records = load_visual_pairs(sources[key], image_root=image_root)
+        for rec in records:
+            rec["image"] = str(Path(rec["image"]).resolve())
+        write_jsonl_atomic(records, Path(out_dir) / filename)
+        loaded[key] = records
+    if len(loaded) == 2:
+        seen = {(r["image"], r["prompt"]) for r in loaded["pool"]}
+        shared = [r["id"] for r in loaded["test"] if (r["image"], r["prompt"]) in seen]
+        if shared:
+            raise HeldOutOverlap(f"{len(shared)} test pairs share image and prompt with the training pool "
+                                 f"(first: {shared[0]}); held-out pairs must be new")
+    return {key: len(records) for key, records in loaded.items()}

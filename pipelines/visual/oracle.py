@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .language import fact_holds, fact_sentence, parse_report
 from .prompts import target_facts
 from .scene import Scene
@@ -41,3 +43,9 @@ def grade(scene: Scene, prompt: dict[str, Any], response: str) -> dict[str, Any]
         "n_unparsed": report.n_unparsed,
         "false_facts": [fact_sentence(f) for f in false],
     }
+
+
+def oracle_scores(records: list[dict], responses: list[str]) -> dict[str, np.ndarray]:
+    """Per-response hallucination rate, recall and gold from each record's scene graph."""
+    graded = [grade(Scene.from_dict(r["spec"]["scene"]), r["spec"]["prompt"], y) for r, y in zip(records, responses)]
+    return {k: np.array([g[k] for g in graded], dtype=np.float64) for k in ("hallucination_rate", "recall", "gold")}

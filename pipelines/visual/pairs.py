@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import require_keys
 from .generator import ERROR_TYPES, forced_response, generate_response
 from .language import caption
 from .oracle import grade
@@ -92,12 +93,7 @@ def scene_text_record(rid: str, scene: Scene, prompt: dict[str, Any], relevance:
 
 def text_world_record(record: dict[str, Any], index: int) -> dict[str, Any]:
     """A text-world `prefs` record in this schema; the id gets a "text_world-" prefix to stay unique."""
-    where = f"text world record {index}"
-    if not isinstance(record, dict):
-        raise ValueError(f"{where} is {type(record).__name__}, expected dict")
-    for key in TEXT_WORLD_KEYS:
-        if key not in record:
-            raise ValueError(f"{where} is missing key {key!r}")
+    require_keys(record, TEXT_WORLD_KEYS, f"text world record {index}")
     gold_chosen, gold_rejected = float(record["gold_chosen"]), float(record["gold_rejected"])
     agrees = record.get("label_agrees_with_gold")
     if agrees is None and gold_chosen != gold_rejected:

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .encoding import Layout
-from .vlm import pixel_tensor
+from pipelines.models.vlm.encoding import Layout
+from pipelines.models.vlm.llava import pixel_tensor
 
 
 def captioning_loss(model, batch: dict):

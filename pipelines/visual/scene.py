@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .checks import require_keys
+
 SHAPES = ("circle", "square", "triangle")
 COLOURS = ("red", "green", "blue", "yellow")
 SIZES = ("small", "large")
@@ -117,11 +119,8 @@ class Scene:
         objects = []
         for index, item in enumerate(d["objects"]):
             where = f"scene objects[{index}]"
-            if not isinstance(item, dict):
-                raise ValueError(f"{where} must be a dict, got {type(item).__name__}")
+            require_keys(item, OBJ_KEYS, where)
             for key in OBJ_KEYS:
-                if key not in item:
-                    raise ValueError(f"{where} is missing key {key!r}")
                 if item[key] not in _ALLOWED[key]:
                     raise ValueError(f"{where} key {key!r} has bad value {item[key]!r}")
             extra = sorted(set(item) - set(OBJ_KEYS))

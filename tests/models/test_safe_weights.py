@@ -50,7 +50,7 @@ def test_init_from_refuses_a_bin_only_folder(tmp_path, no_unpickling):
 def test_visual_policy_init_refuses_a_bin_only_folder(tmp_path, no_unpickling):
     """visual.policy.init goes through load_vlm; transformers would fail with a bare OSError (exit 1,
     retried). Breaks if the pre-check is removed."""
-    from pipelines.visual.vlm import load_vlm
+    from pipelines.models.vlm.llava import load_vlm
 
     with pytest.raises(PickleCheckpointError, match="LLaVA checkpoint weights are only in pickle format"):
         load_vlm(str(_bin_only(tmp_path / "llava", "llava")))

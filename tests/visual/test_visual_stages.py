@@ -15,7 +15,11 @@ from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.visual.render import save_png
 from stages import rovrm, rovrm_ablations, rovrm_compare, visual_policy, visual_select, visual_world
 
-PHASE = {"epochs": 1, "lr": 0.001, "weight_decay": 0.0, "warmup_steps": 2, "batch_size": 8, "log_every": 5}
+PHASE = {"lr": 0.001, "weight_decay": 0.0, "batch_size": 8, "log_every": 5}
+# one pass over the 8 text, 10 caption and 12 visual pairs the tiny world gives each phase
+PHASES = {"text": {"train": {**PHASE, "max_steps": 1, "warmup_steps": 0}},
+          "caption": {"train": {**PHASE, "max_steps": 2, "warmup_steps": 1}},
+          "visual": {"train": {**PHASE, "max_steps": 2, "warmup_steps": 1}}}
 VISUAL = {
     "world": {"image_size": 24, "min_objects": 1, "max_objects": 3, "n_visual_pool": 30, "n_visual_test": 16,
               "n_caption_pool": 30, "n_scene_text": 20, "n_text_world": 10, "n_sft": 24, "n_bon_prompts": 3,
@@ -31,7 +35,7 @@ VISUAL = {
                "eval": {"n_prompts": 4, "max_new_tokens": 8}},
     "select": {"n_visual": 12, "k_caption": 10, "k_text": 8, "solver": "auto", "reg": 0.05,
                "max_dense_entries": 16_000_000, "batch_size": 8192, "embed_batch_size": 16},
-    "rm": {"max_length": 128, "phases": {"text": PHASE, "caption": PHASE, "visual": PHASE},
+    "rm": {"max_length": 128, "phases": PHASES,
            "eval": {"n_pairs": 16, "batch_size": 16, "bootstrap": 50}},
     "ablations": ["no_text", "random"],
     "best_of_n": {"ns": [1, 2], "n_prompts": 3, "temperature": 1.0, "max_new_tokens": 8, "bootstrap": 50},
@@ -60,8 +64,8 @@ def project(tmp_path_factory):
     _run(root, "visual_world", visual_world.run)
     _run(root, "visual_policy", visual_policy.run)
     _run(root, "visual_select", visual_select.run)
-    for name, variant in (("rovrm", "rovrm"), ("rovrm_visual_only", "visual_only")):
-        _run(root, name, rovrm.make_run(rovrm.parse_args(["--name", name, "--variant", variant])))
+    for name in ("rovrm@rovrm", "rovrm@rovrm_visual_only"):
+        _run(root, name, rovrm.run)
     _run(root, "rovrm_ablations", rovrm_ablations.run)
     _run(root, "rovrm_compare", rovrm_compare.run)
     return root
@@ -149,8 +153,7 @@ def test_real_visual_pairs_replace_the_generated_ones(tmp_path):
     _run(tmp_path, "visual_policy", visual_policy.run, params)
     _run(tmp_path, "visual_select", visual_select.run, {**params, "visual": {**params["visual"], "select": {
         **params["visual"]["select"], "n_visual": 3}}})
-    _run(tmp_path, "rovrm_visual_only", rovrm.make_run(rovrm.parse_args(["--name", "rovrm_visual_only",
-                                                                          "--variant", "visual_only"])), params)
+    _run(tmp_path, "rovrm@rovrm_visual_only", rovrm.run, params)
     test = [json.loads(line) for line in open(tmp_path / "data/visual/visual_test.jsonl")]
     assert test[0]["prompt"] == "Which colour is the square?"  # the LLaVA placeholder is stripped
     m = _metrics(tmp_path / "models/rovrm_visual_only/metrics.json")
@@ -164,3 +167,16 @@ def test_real_visual_pairs_replace_the_generated_ones(tmp_path):
     with pytest.raises((ValueError, FileNotFoundError), match="bad.jsonl"):
         _run(tmp_path, "visual_world", visual_world.run, params)
     assert len(open(tmp_path / "data/visual/visual_pool.jsonl").readlines()) == 3  # the last good output stays
+
+
+def test_phase_length_is_max_steps_and_an_epochs_block_fails_naming_it(project):
+    """Fails if a phase's `train` block were patched after it is built (steps from data size) or an old
+    `epochs` key were silently accepted instead of failing with the params key, leaving the model as it was."""
+    m = _metrics(project / "models/rovrm/metrics.json")
+    assert (m["text/steps"], m["caption/steps"], m["visual/steps"]) == (1, 2, 2) and m["train_steps"] == 5
+    params = copy.deepcopy(PARAMS)
+    params["visual"]["rm"]["phases"]["text"]["train"]["epochs"] = 2
+    before = (project / "models/rovrm/metrics.json").read_bytes()
+    with pytest.raises(ValueError, match=r"visual\.rm\.phases\.text\.train.*epochs"):
+        _run(project, "rovrm@rovrm", rovrm.run, params)
+    assert (project / "models/rovrm/metrics.json").read_bytes() == before

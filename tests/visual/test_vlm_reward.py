@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from pipelines.evaluation.reward_eval import evaluate_pairs
+from pipelines.models.reward.visual import VisualRewardModel, load_visual_rm, pairwise_loss
+from pipelines.models.vlm.encoding import Layout, collate_lm, collate_pairs, lm_examples, pair_examples
+from pipelines.models.vlm.llava import build_llava, image_token_id, load_vlm, n_image_tokens, save_vlm, train_vlm_tokenizer
 from pipelines.training.loop import train
 from pipelines.visual.embed import embed_pairs
-from pipelines.visual.encoding import Layout, collate_lm, collate_pairs, lm_examples, pair_examples
 from pipelines.visual.policy import captioning_loss, sample_responses
-from pipelines.visual.reward import VisualRewardModel, load_visual_rm, pairwise_loss
-from pipelines.visual.vlm import build_llava, image_token_id, load_vlm, n_image_tokens, save_vlm, train_vlm_tokenizer
 
 CFG = {"vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                   "image_size": 24, "patch_size": 8},

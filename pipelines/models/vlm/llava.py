@@ -7,6 +7,7 @@ feature strategy drops CLS), expanded here rather than by a processor so token a
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,18 @@ def n_image_tokens(model) -> int:
 
 def image_size(model) -> int:
     return int(model.config.vision_config.image_size)
+
+
+def checkpoint_image_size(model_dir: Path) -> int:
+    """The input resolution of a saved LLaVA, read from its config.json (no model load)."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return int(cfg["vision_config"]["image_size"])
+
+
+def hidden_states(vlm, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+    """Final hidden states `[n, L, d]` of the LLaVA base model (no vocabulary projection)."""
+    out = vlm.model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, use_cache=False)
+    return out.last_hidden_state
 
 
 def save_vlm(model, tokenizer, out_dir: Path) -> None:

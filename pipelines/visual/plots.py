@@ -40,8 +40,12 @@ def plot_embedding_map(emb: Mapping[str, np.ndarray], selected: Mapping[str, Seq
     save_figure(fig, path)
 
 
-def plot_best_of_n(rows: Sequence[Mapping], path: Path, title: str) -> None:
-    """Hallucination rate of the pick against n, one line per chooser, with 95% intervals."""
+def plot_hallucination_by_n(rows: Sequence[Mapping], path: Path, title: str) -> None:
+    """Hallucination rate of the pick against n, one line per chooser (bounds included), with 95% intervals.
+
+    Not `pipelines.evaluation.plot_best_of_n`: that one draws gold reward with an oracle-argmax line;
+    here the measure is the hallucination rate (lower is better) and the oracle is a chooser.
+    """
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for chooser in sorted({r["chooser"] for r in rows}):
         pts = sorted((r for r in rows if r["chooser"] == chooser), key=lambda r: r["n"])

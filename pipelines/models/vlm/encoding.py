@@ -17,7 +17,7 @@ import torch
 from pipelines.models.reward.batching import pad_right
 from pipelines.models.reward.truncation import allocate, keep_left
 
-from .vlm import image_token_id, n_image_tokens, pixel_tensor
+from .llava import image_token_id, n_image_tokens, pixel_tensor
 
 USER, ASSISTANT = "USER:", " ASSISTANT:"
 

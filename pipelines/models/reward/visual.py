@@ -3,7 +3,8 @@
 Reward = head(final hidden state of the last real token), the eos after the response, which is
 never an image position. The vision tower stays frozen; projector and LM train. Pairwise loss
 ``-log sigmoid(r_chosen - r_rejected)``. Scores records (not bare prompt strings) because a sample
-is an image plus text: `prob_first_better_records` is what the shared pair harness calls.
+is an image plus text: `prob_first_better_records` is what the shared pair harness calls, and
+`load_scorer` gives the reward registry's scorer (prompts are visual records: image + prompt).
 """
 from __future__ import annotations
 
@@ -20,20 +21,14 @@ from torch import nn
 from pipelines.models.reward.backbone import last_token_index
 from pipelines.models.reward.batching import pad_right
 
-from .encoding import Layout, collate_pairs, pair_examples
-from .vlm import freeze_vision_tower, load_vlm, pixel_tensor, save_vlm
+from pipelines.models.vlm.encoding import Layout, collate_pairs, pair_examples
+from pipelines.models.vlm.llava import freeze_vision_tower, hidden_states, load_vlm, pixel_tensor, save_vlm
 
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "visual_rm.json"
 FORMAT = "visual-rm-v1"
 
 ImageFn = Callable[[dict], "np.ndarray | None"]
-
-
-def hidden_states(vlm, input_ids, attention_mask, pixel_values) -> torch.Tensor:
-    """Final hidden states `[n, L, d]` of the LLaVA base model (no vocabulary projection)."""
-    out = vlm.model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, use_cache=False)
-    return out.last_hidden_state
 
 
 class VisualRewardModel(nn.Module):
@@ -141,3 +136,47 @@ def load_visual_rm(path: Path) -> VisualRewardModel:
     rm = VisualRewardModel(vlm, tokenizer, int(cfg["max_length"]))
     rm.head.weight.data.copy_(load_file(str(p / HEAD_FILE))["weight"])
     return rm.eval()
+
+
+class VisualScorer:
+    """The reward registry's protocol for a visual reward model; `prompts` are records with "prompt" and "image".
+
+    `images` maps a record to its pixels at the model's resolution (None for a text-only record).
+    """
+
+    def __init__(self, rm: VisualRewardModel, images: ImageFn, batch_size: int = 64):
+        self.rm, self.images, self.batch_size = rm, images, int(batch_size)
+
+    def score(self, prompts: Sequence[dict], responses: Sequence[str]) -> torch.Tensor:
+        """Reward of each response to its prompt record (float32, one per pair, in order)."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
+        records = [{**p, "response": y} for p, y in zip(prompts, responses)]
+        return torch.from_numpy(self.rm.rewards(records, self.images, self.batch_size))
+
+    def prob_first_better(self, prompts: Sequence[dict], a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
+        """P(a beats b) = sigmoid(r_a - r_b) for each prompt record."""
+        return torch.sigmoid(self.score(prompts, a) - self.score(prompts, b))
+
+    def choose_best(self, prompts: Sequence[dict], candidates: Sequence[Sequence[str]]) -> list[int]:
+        """Index of the highest-reward candidate of each prompt (the first on ties), all scored in one pass."""
+        if len(prompts) != len(candidates):
+            raise ValueError(f"choose_best: {len(prompts)} prompts but {len(candidates)} candidate lists")
+        if any(not c for c in candidates):
+            raise ValueError("choose_best: a prompt has no candidates")
+        flat = self.score([p for p, c in zip(prompts, candidates) for _ in c], [y for c in candidates for y in c])
+        picks, start = [], 0
+        for c in candidates:
+            picks.append(int(flat[start:start + len(c)].argmax()))
+            start += len(c)
+        return picks
+
+
+def load_scorer(model_dir: Path, *, images: ImageFn | None = None, batch_size: int = 64, **_context) -> VisualScorer:
+    """The registry entry point: the reward model saved in `model_dir`, scoring records with `images`.
+
+    Other context the registry passes (meant for text reward models) is not used here.
+    """
+    if images is None:
+        raise ValueError(f"{model_dir}: a visual reward model needs `images` (record -> pixels) to score")
+    return VisualScorer(load_visual_rm(model_dir), images, batch_size)
