@@ -108,6 +108,11 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     return True
 
 
+
+def artifact_key(stage: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) for a stage name such as `ppo@ppo_bt`."""
+    return re.sub(r"[^a-z0-9-]+", "-", stage.lower())
+
 @task(name="reproduce-stage", task_run_name="{info.name}", retries=1, retry_delay_seconds=2,
       retry_condition_fn=_retry_unless_bad_input, cache_policy=NO_CACHE)
 def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_run_id: str | None) -> dict:
@@ -152,6 +157,6 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
             logger.info("registered %s v%s (champion=%s: %s)", pub.name, pub.version, pub.champion, pub.reason)
     logger.info("stage %s: %s in %.1f s", info.name, status, outcome.seconds)
     rows = [{"metric": k, "value": v} for k, v in outcome.metrics.items()]
-    create_table_artifact(key=f"{info.name.replace('_', '-').lower()}-metrics", table=rows or [{"metric": "-", "value": "-"}],
+    create_table_artifact(key=f"{artifact_key(info.name)}-metrics", table=rows or [{"metric": "-", "value": "-"}],
                           description=f"Stage `{info.name}` ({status}) metrics from its metrics.json")
     return asdict(outcome)
