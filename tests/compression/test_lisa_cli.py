@@ -104,7 +104,7 @@ def test_checkpoint_without_tokenizer_needs_random_ids(ckpts, tmp_path, capsys):
 def test_compress_llama_writes_a_reloadable_model(ckpts, tmp_path, capsys):
     out = tmp_path / "compressed"
     code, stdout, _ = _run(capsys, "compress", "--model", ckpts / "llama", "--out", out, "--texts", ckpts / "texts.txt",
-                           "--budget", 10, "--steps", 2, "--n-train", 16, "--n-val", 8, "--batch-size", 8)
+                           "--budget", 10, "--max-steps", 2, "--n-train", 16, "--n-val", 8, "--batch-size", 8)
     assert code == 0, stdout
     summary = json.loads((out / "compression.json").read_text())
     assert summary["layers"] == [1, 2] and summary["roundtrip_identical"] is True  # budget 10: every layer fits
