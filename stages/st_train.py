@@ -1,8 +1,8 @@
 """Stage group `st_train` (`st_train@st_nast`, `@st_ar` and the NAST ablations): train a speech-translation
 model, score it on tst-COMMON.
 
-    python -m stages.st_train --stage st_train@st_nast --kind nast --corpus data/speech/mustc \
-        --features data/speech/features --vocab models/speech_vocab --out models/st_nast [--set pae=false ...]
+    python -m stages.st_train --stage st_train@VARIANT --kind nast|ar --corpus DIR --features DIR --vocab DIR \
+        --out DIR [--set KEY=VALUE ...]        (dvc.yaml's st_train entry gives the paths)
 
 The model config is `st.<kind>.model` (overrides of `pipelines.speech.models.config.DEFAULTS`), so
 `dvc exp run -S st.nast.model.cross_layer=false` retrains with that switch; `--set key=value` (JSON
