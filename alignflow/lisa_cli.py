@@ -1,7 +1,7 @@
 """`alignflow lisa`: LiSA attention analysis and compression for any local HF Llama or BERT checkpoint.
 
     alignflow lisa analyze  --model PATH [--texts FILE] [--out DIR] [--n-seqs N] [--max-length L] [--random-ids]
-    alignflow lisa compress --model PATH --out DIR [--texts FILE] [--budget B] [--rank R] [--steps S] [--random-ids]
+    alignflow lisa compress --model PATH --out DIR [--texts FILE] [--budget B] [--rank R] [--max-steps S] [--random-ids]
 
 PATH: a local Hugging Face checkpoint folder (config.json + weights) of the Llama family (e.g.
 ``LlamaForCausalLM``) or the BERT family (``BertForMaskedLM``; a bare ``BertModel`` can be analysed
@@ -21,10 +21,12 @@ analyze: attention similarity of adjacent layers (same-index vs best head matchi
 sensitivity to naive sharing; writes similarity_grid.png, sensitivity.png and analysis.json into
 --out (default reports/lisa/<model folder name>) and prints a table.
 compress: greedy deepest-first layer selection under the perplexity budget, LiSA parameters trained
---steps steps per tried layer (default objective: attention distillation, i.e. LiSA learns to
+--max-steps steps per tried layer (default objective: attention distillation, i.e. LiSA learns to
 reproduce the model's own attention); writes the compressed model to --out (load it with
 `pipelines.compression.io.load_lisa_model`), its tokenizer, and compression.json, after checking that
-a reload reproduces the logits exactly. Exit codes: 0 done, 1 no layer met the budget (nothing
+a reload reproduces the logits exactly. Both commands run the steps of `pipelines.compression.recipe`,
+the same functions the `lisa` stage runs; this module only reads arguments, finds texts and prints.
+Exit codes: 0 done, 1 no layer met the budget (nothing
 written), 2 bad input (missing path, no config.json, unsupported architecture, unreadable texts).
 """
 from __future__ import annotations
@@ -36,124 +38,22 @@ import time
 from pathlib import Path
 
 from alignflow.runtime.errors import AlignflowError
+from pipelines.compression import checkpoint, texts as lisa_texts
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "vocab.json")
 CORPUS = {"train": "data/world/corpus_train.jsonl", "val": "data/world/corpus_val.jsonl"}
 
 
-# ---- loading -----------------------------------------------------------------------------------------
-def _model_class(config):
-    import transformers
-
-    for name in getattr(config, "architectures", None) or []:
-        cls = getattr(transformers, name, None)
-        if isinstance(cls, type):
-            return cls
-    auto = {"llama": transformers.AutoModelForCausalLM, "bert": transformers.AutoModelForMaskedLM}
-    return auto.get(config.model_type, transformers.AutoModel)
+def _bad_input(fn, *args, **kwargs):
+    """Call a pipelines loader; its ValueError / FileNotFoundError (bad user input) becomes an AlignflowError."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        raise AlignflowError(str(exc)) from exc
 
 
 def load_checkpoint(path: str | Path):
     """(model in float32 eval mode, its family adapter); AlignflowError naming the path otherwise."""
-    import torch
-    from transformers import AutoConfig
-
-    from pipelines.compression.families import family_of
-    from pipelines.compression.io import CONFIG_NAME, load_lisa_model
-    from pipelines.models.safe_weights import require_safetensors
-
-    path = Path(path)
-    if not path.exists():
-        raise AlignflowError(f"{path}: no such model folder")
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise AlignflowError(f"{path}: not a Hugging Face checkpoint folder (no config.json)")
-    try:
-        require_safetensors(path, "model")
-    except (ValueError, FileNotFoundError) as exc:
-        raise AlignflowError(str(exc)) from exc
-    if (path / CONFIG_NAME).is_file():
-        try:
-            model = load_lisa_model(path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise AlignflowError(f"{path}: cannot load the LiSA checkpoint: {exc}") from exc
-        return model.float().eval(), family_of(model)
-    try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise AlignflowError(f"{path / 'config.json'}: cannot read the model config: {exc}") from exc
-    cls = _model_class(config)
-    try:  # check the family on a weightless copy first, so an unsupported model is never loaded
-        with torch.device("meta"):
-            probe = cls(config)
-    except Exception:  # noqa: BLE001 - some classes cannot be built on meta; the real load decides
-        probe = None
-    if probe is not None:
-        try:
-            family_of(probe)
-        except ValueError as exc:
-            raise AlignflowError(f"{path}: {exc}") from exc
-    try:
-        model = cls.from_pretrained(str(path), dtype=torch.float32, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise AlignflowError(f"{path}: cannot load the checkpoint: {exc}") from exc
-    try:
-        adapter = family_of(model)
-    except ValueError as exc:
-        raise AlignflowError(f"{path}: {exc}") from exc
-    return model.eval(), adapter
-
-
-def load_tokenizer_if_any(path: str | Path):
-    path = Path(path)
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AlignflowError(f"{path}: cannot load its tokenizer: {exc}") from exc
-
-
-def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
-    """Texts of a .txt (one per line) or .jsonl ("text", or "prompt" + "response") file."""
-    from pipelines.data.template import format_example, format_prompt
-
-    path = Path(path)
-    if not path.is_file():
-        raise AlignflowError(f"{path}: texts file not found")
-    suffix = path.suffix.lower()
-    if suffix not in (".txt", ".jsonl"):
-        raise AlignflowError(f"{path}: unsupported texts file (use .txt, one text per line, or .jsonl)")
-    texts: list[str] = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if limit is not None and len(texts) >= limit:
-                    break
-                line = line.strip()
-                if not line:
-                    continue
-                if suffix == ".txt":
-                    texts.append(line)
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise AlignflowError(f"{path}: line {number}: not valid JSON ({exc.msg})") from exc
-                if isinstance(row, dict) and isinstance(row.get("text"), str):
-                    texts.append(row["text"])
-                elif isinstance(row, dict) and isinstance(row.get("prompt"), str):
-                    response = row.get("response")
-                    texts.append(format_example(row["prompt"], response) if isinstance(response, str)
-                                 else format_prompt(row["prompt"]))
-                else:
-                    raise AlignflowError(f"{path}: line {number}: needs a 'text' field or 'prompt'/'response'")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AlignflowError(f"{path}: cannot read the texts file: {exc}") from exc
-    if not texts:
-        raise AlignflowError(f"{path}: no texts in the file")
-    return texts
+    return _bad_input(checkpoint.load_checkpoint, path)
 
 
 def _default_corpus(split: str) -> Path | None:
@@ -166,28 +66,6 @@ def _default_corpus(split: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def encode(tokenizer, texts: list[str], family: str, max_length: int) -> list[list[int]]:
-    """Token ids per text (Llama: bos + text + eos; BERT: the tokenizer's own specials), cut to max_length."""
-    rows = []
-    for text in texts:
-        if family == "llama":
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-            ids = ([bos] if bos is not None else []) + list(ids) + ([eos] if eos is not None else [])
-        else:
-            ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
-        rows.append(list(ids)[:max_length])
-    return [r for r in rows if len(r) >= 2]
-
-
-def random_sequences(model, n: int, length: int, seed: int) -> list[list[int]]:
-    import torch
-
-    vocab = int(model.config.vocab_size)
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab, (n, max(2, length)), generator=gen).tolist()
-
-
 class Inputs:
     """Where the token sequences come from, and the ids the objective needs."""
 
@@ -195,7 +73,7 @@ class Inputs:
         self.model_path = Path(args.model)
         self.model, self.family = model, adapter.name
         self.random_ids = bool(args.random_ids)
-        self.tokenizer = None if self.random_ids else load_tokenizer_if_any(self.model_path)
+        self.tokenizer = None if self.random_ids else _bad_input(checkpoint.load_tokenizer_if_any, self.model_path)
         if self.tokenizer is None and not self.random_ids:
             raise AlignflowError(f"{self.model_path}: the checkpoint folder has no tokenizer; pass --random-ids "
                                  "for a structure-only analysis on random token ids")
@@ -219,6 +97,7 @@ class Inputs:
         return int(self.model.config.vocab_size) - 1, "last vocabulary id (random ids, no tokenizer)"
 
     def source(self, split: str) -> str:
+        """Where the texts of `split` come from, in words (a path, or the random-ids note)."""
         if self.random_ids:
             return "random token ids (structure-only)"
         if self.texts_arg:
@@ -233,16 +112,16 @@ class Inputs:
         """Up to n sequences of split "train" or "val". With --texts: the first n texts, or, when n_val is
         given (compress), validation = the last min(n_val, a quarter) texts and training = those before."""
         if self.random_ids:
-            return random_sequences(self.model, n, self.max_length, self.seed + (0 if split == "val" else 1))
+            return lisa_texts.random_sequences(self.model, n, self.max_length, self.seed + (0 if split == "val" else 1))
         if self.texts_arg:
-            texts = read_texts(self.texts_arg)
+            texts = _bad_input(lisa_texts.read_texts, self.texts_arg)
             if n_val is not None:
                 k = min(n_val, max(1, len(texts) // 4))
                 texts = texts[-k:] if split == "val" else (texts[:-k] or texts)
             texts = texts[:n]
         else:
-            texts = read_texts(self.source(split), limit=n)
-        rows = encode(self.tokenizer, texts, self.family, self.max_length)
+            texts = _bad_input(lisa_texts.read_texts, self.source(split), limit=n)
+        rows = lisa_texts.encode(self.tokenizer, texts, self.family, self.max_length)
         vocab = int(self.model.config.vocab_size)
         top = max((max(r) for r in rows), default=-1)
         if top >= vocab:
@@ -287,9 +166,7 @@ def _clean(value):
 
 
 def _cmd_analyze(args) -> int:
-    from pipelines.compression.analysis import (layer_pair_similarity, layer_sensitivity, plot_similarity_grid,
-                                                plot_sensitivity)
-    from pipelines.compression.objective import make_batches, pad_id
+    from pipelines.compression.recipe import analyze
 
     _start(args)
     model, adapter = load_checkpoint(args.model)
@@ -301,17 +178,10 @@ def _cmd_analyze(args) -> int:
         raise AlignflowError(f"{args.model}: one layer only; there is no adjacent pair to compare")
     out = Path(args.out) if args.out else _default_out(args.model)
     out.mkdir(parents=True, exist_ok=True)
-    ids, mask = make_batches(seqs, len(seqs), pad_id(model))[0]
-    similarity = layer_pair_similarity(model, ids, mask, metric=args.metric)
-    written = [plot_similarity_grid(similarity, out / "similarity_grid.png")]
-    sensitivity, note = None, None
-    try:
-        sensitivity = layer_sensitivity(model, seqs, batch_size=args.batch_size, mask_token_id=inputs.mask_token_id,
-                                        seed=args.seed)
-    except ValueError as exc:  # e.g. a bare BertModel: no LM head, no perplexity
-        note = f"no sensitivity: {exc}"
-    if sensitivity is not None:
-        written.append(plot_sensitivity(sensitivity, out / "sensitivity.png"))
+    result = analyze(model, seqs, seqs, out, metric=args.metric, batch_size=args.batch_size, seed=args.seed,
+                     mask_token_id=inputs.mask_token_id)
+    similarity, sensitivity, (_, mask) = result["similarity"], result["sensitivity"], result["batch"]
+    written = list(result["written"])
     pairs = similarity["pairs"]
     report = {
         "model": str(Path(args.model).resolve()), "family": adapter.name, "model_class": type(model).__name__,
@@ -330,7 +200,7 @@ def _cmd_analyze(args) -> int:
             "perturbation": sensitivity["perturbation"], "base_ppl": sensitivity["base_ppl"],
             "layers": sensitivity["layers"], "ppl": sensitivity["ppl"],
             "relative_increase": sensitivity["relative_increase"]},
-        "note": note,
+        "note": result["note"],
     }
     (out / "analysis.json").write_text(json.dumps(_clean(report), indent=2) + "\n", encoding="utf-8")
     written.append(out / "analysis.json")
@@ -361,13 +231,11 @@ def _print_analysis(report: dict, written: list[Path]) -> None:
 
 
 def _cmd_compress(args) -> int:
-    import torch
-
     from alignflow.runtime.atomic import atomic_dir
-    from pipelines.compression.io import CONFIG_NAME, load_lisa_model, save_lisa_model
-    from pipelines.compression.lisa import lisa_report
-    from pipelines.compression.objective import forward, make_batches, pad_id, perplexity
-    from pipelines.compression.select import select_layers
+    from pipelines.compression.costs import lisa_report
+    from pipelines.compression.io import CONFIG_NAME
+    from pipelines.compression.objective import make_batches, pad_id, perplexity
+    from pipelines.compression.recipe import compress, save_verified
     from pipelines.compression.train import LisaTrainConfig
 
     _start(args)
@@ -381,18 +249,18 @@ def _cmd_compress(args) -> int:
         raise AlignflowError(f"{out}: exists and is not an earlier compress output; choose an empty or new folder")
     if args.rank is not None and args.rank < 1:
         raise AlignflowError(f"--rank must be >= 1, got {args.rank}")
-    if args.budget < 0 or args.steps < 0:
-        raise AlignflowError("--budget and --steps must be >= 0")
+    if args.budget < 0 or args.max_steps < 0:
+        raise AlignflowError("--budget and --max-steps must be >= 0")
     inputs = Inputs(args, model, adapter)
     val = inputs.sequences("val", args.n_val, n_val=args.n_val)
     train = inputs.sequences("train", args.n_train, n_val=args.n_val)
-    cfg = LisaTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          lm_weight=args.lm_weight, distill_weight=args.distill_weight,
-                          mask_token_id=inputs.mask_token_id, progress=True)
+    cfg = _bad_input(LisaTrainConfig, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                     seed=args.seed, lm_weight=args.lm_weight, distill_weight=args.distill_weight,
+                     mask_token_id=inputs.mask_token_id, progress=True)
     start = time.perf_counter()
     try:
-        selection = select_layers(model, train, val, budget=args.budget, rank=args.rank, mode=args.mode,
-                                  train_config=cfg, eval_batch_size=args.batch_size)
+        selection, _ = compress(model, train, val, budget=args.budget, rank=args.rank, mode=args.mode,
+                                train_config=cfg, eval_batch_size=args.batch_size)
     except ValueError as exc:  # e.g. no LM head, both loss weights 0
         raise AlignflowError(f"{model_path}: {exc}") from exc
     for row in selection.log:
@@ -400,23 +268,18 @@ def _cmd_compress(args) -> int:
               f"{'accepted' if row['accepted'] else 'rejected'}")
     if not selection.layers:
         print(f"no layer stayed within the budget ({args.budget:.2%} over base ppl {selection.base_ppl:.4f}); "
-              f"nothing written to {out}. Try a larger --budget or more --steps.", file=sys.stderr)
+              f"nothing written to {out}. Try a larger --budget or more --max-steps.", file=sys.stderr)
         return 1
     final = selection.model.eval()
     report = lisa_report(final, context_len=inputs.max_length)
     lisa_ppl = perplexity(final, val, batch_size=args.batch_size, mask_token_id=inputs.mask_token_id, seed=0)
     ids, mask = make_batches(val[: args.batch_size], args.batch_size, pad_id(model))[0]
     with atomic_dir(out) as staged:
-        save_lisa_model(final, staged)
-        if inputs.tokenizer is not None:
-            inputs.tokenizer.save_pretrained(str(staged))
-        reloaded = load_lisa_model(staged)
-        with torch.no_grad():
-            identical = bool(torch.equal(forward(final, ids, mask).logits, forward(reloaded, ids, mask).logits))
+        identical = save_verified(final, staged, inputs.tokenizer, ids, mask)
         if not identical:
             raise AlignflowError(f"{out}: reloading the saved model does not reproduce its logits; nothing written")
         summary = {"model": str(model_path.resolve()), "family": adapter.name, "data": inputs.source("val"),
-                   "random_ids": inputs.random_ids, "budget": args.budget, "steps": args.steps,
+                   "random_ids": inputs.random_ids, "budget": args.budget, "max_steps": args.max_steps,
                    "objective": {"lm_weight": args.lm_weight, "distill_weight": args.distill_weight},
                    "layers": sorted(selection.layers), "base_val_ppl": selection.base_ppl, "lisa_val_ppl": lisa_ppl,
                    "ppl_increase": lisa_ppl / selection.base_ppl - 1.0, "selection_log": selection.log,
@@ -460,7 +323,8 @@ def add_lisa_parser(sub) -> None:
     co.add_argument("--out", metavar="DIR", required=True, help="folder for the compressed model")
     co.add_argument("--budget", type=float, default=0.02, help="max relative val-ppl increase (default 0.02)")
     co.add_argument("--rank", type=int, default=None, help="per-head rank of A_q/A_k (default about head_dim/6)")
-    co.add_argument("--steps", type=int, default=40, help="LiSA training steps per tried layer (default 40)")
+    co.add_argument("--max-steps", "--steps", dest="max_steps", type=int, default=40,
+                    help="LiSA training steps per tried layer (default 40)")
     co.add_argument("--mode", choices=["full", "align", "lowrank", "share"], default="full")
     co.add_argument("--n-train", type=int, default=512, help="training sequences (default 512)")
     co.add_argument("--n-val", type=int, default=64, help="validation sequences (default 64)")

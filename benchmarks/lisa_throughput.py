@@ -70,8 +70,9 @@ def replaced_layers(num_layers: int, fraction: float) -> list[int]:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    from pipelines.compression.costs import lisa_report
     from pipelines.compression.families import family_of
-    from pipelines.compression.lisa import apply_lisa, lisa_report
+    from pipelines.compression.lisa import apply_lisa
     from pipelines.compression.throughput import measure_throughput
 
     base = build_base(args)

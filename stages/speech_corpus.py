@@ -1,23 +1,26 @@
-"""Stage `speech_corpus`: the EN->DE speech corpus in MuST-C layout, under data/speech/mustc.
+"""Stage `speech_corpus`: the EN->DE speech corpus in MuST-C layout, in the folder passed as `--out`.
 
 By default it synthesises one: seeded sentence pairs with German clause reordering (or the
 monotonic ablation, `speech.reorder: false`), read aloud by espeak-ng voices, one speaker per talk.
 With `speech.mustc_root` set it instead validates that real MuST-C root: every split goes through
 `load_mustc`, so a malformed root fails with the loader's message naming the file (exit 2). The
-real audio stays where it is; `corpus.json` points at it and records the transcripts' md5s.
+real audio stays where it is; `corpus.json` points at it and records the transcripts' md5s, and
+`--recorded` (the `external_inputs` stage's fingerprint file) adds the root's content md5, so a
+changed root changes this output.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from alignflow.runtime.atomic import write_json_atomic
 from alignflow.runtime.errors import ParamsError
-from alignflow.external_inputs import read_recorded
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5
 from pipelines.speech import tts
 from pipelines.speech.corpus import SPLITS, build_speech_corpus
-from stages.speech_common import CORPUS_DIR, load_split
+from pipelines.speech.store import CORPUS_INFO
+from stages.speech_common import checked_split
 
 
 def _stats(split_segments: dict) -> dict:
@@ -66,26 +69,37 @@ def _synthetic(p: dict, out: Path) -> tuple[dict, dict]:
     return {"root": ".", "synthetic": True, "reorder": bool(p["reorder"])}, {"reordering": reorder}
 
 
+def _recorded_md5(path: Path | None) -> str | None:
+    """The content md5 the `external_inputs` stage recorded for `speech.mustc_root` (None if not recorded)."""
+    if path is None:
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return (recorded.get("speech.mustc_root") or {}).get("md5")
+
+
 def run(ctx: StageContext) -> None:
     p = ctx.block("speech")
     lang = str(p.get("lang", "de"))
-    out = ctx.output(CORPUS_DIR)
+    out = ctx.output("out")
     if p.get("mustc_root"):
         root = Path(str(p["mustc_root"])).expanduser()
         root = root if root.is_absolute() else (ctx.root / root)
         # the real root is read in place by later stages: its content fingerprint makes them rerun when it changes
-        recorded = read_recorded(ctx.root)["speech_corpus"].get("speech.mustc_root", {})
-        info, extra = {"root": str(root.resolve()), "synthetic": False, "content_md5": recorded.get("md5")}, {}
-        split_segments = {s: load_split(root, s, lang, "speech.mustc_root") for s in SPLITS}
+        info = {"root": str(root.resolve()), "synthetic": False, "content_md5": _recorded_md5(ctx.input("recorded"))}
+        extra = {}
+        split_segments = {s: checked_split(root, s, lang, "speech.mustc_root") for s in SPLITS}
     else:
         info, extra = _synthetic(p, out)
-        split_segments = {s: load_split(out, s, lang, str(ctx.root / CORPUS_DIR)) for s in SPLITS}
+        split_segments = {s: checked_split(out, s, lang, str(ctx.output_path("out"))) for s in SPLITS}
     info.update({"lang": lang, "splits": list(SPLITS),
                  "transcripts_md5": _transcript_md5s(split_segments, lang)})
-    write_json_atomic(out / "corpus.json", info)
+    write_json_atomic(out / CORPUS_INFO, info)
     metrics = {"synthetic": info["synthetic"], **_stats(split_segments), **extra}
     ctx.write_metrics(out, metrics)
 
 
 if __name__ == "__main__":
-    stage_main("speech_corpus", run, blocks=("speech",))
+    stage_main("speech_corpus", run, blocks=("speech",), inputs=("recorded?",), outputs=("out",))

@@ -1,5 +1,5 @@
 """Stage `speech_vocab`: one joint English+German subword vocabulary (Unigram, CTC blank = id 0),
-trained on the train split's transcripts and translations, at models/speech_vocab/tokenizer.json."""
+trained on the train split's transcripts and translations, saved as tokenizer.json in `--out`."""
 from __future__ import annotations
 
 from statistics import fmean
@@ -7,7 +7,7 @@ from statistics import fmean
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.speech.vocab import train_vocab
-from stages.speech_common import DEV, TRAIN, VOCAB_DIR, segments
+from stages.speech_common import DEV, TRAIN, segments
 
 
 def run(ctx: StageContext) -> None:
@@ -15,11 +15,12 @@ def run(ctx: StageContext) -> None:
     size = int(p["vocab_size"])
     if size < 16:
         raise ParamsError(f"params.yaml: speech.vocab_size: {size} is too small (at least 16)")
-    train = segments(ctx, TRAIN)
+    corpus = ctx.input("corpus")
+    train = segments(corpus, TRAIN)
     vocab = train_vocab([s.en for s in train] + [s.tgt for s in train], vocab_size=size)
-    out = ctx.output(VOCAB_DIR)
+    out = ctx.output("out")
     vocab.save(out)
-    dev = segments(ctx, DEV)
+    dev = segments(corpus, DEV)
     unk = vocab.unk_id
     dev_ids = [vocab.encode(t) for s in dev for t in (s.en, s.tgt)]
     def per_word(texts: list[str]) -> float:
@@ -38,4 +39,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("speech_vocab", run, blocks=("speech",))
+    stage_main("speech_vocab", run, blocks=("speech",), inputs=("corpus",), outputs=("out",))

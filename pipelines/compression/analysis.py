@@ -28,7 +28,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from pipelines.compression.families import family_of
-from pipelines.compression.lisa import LisaAttention, recording_attention, sharing_layer
+from pipelines.compression.attention import LisaAttention
+from pipelines.compression.lisa import recording_attention, sharing_layer
 from pipelines.compression.objective import perplexity
 
 METRICS = ("cosine", "js")

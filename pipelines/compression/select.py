@@ -45,7 +45,7 @@ def select_layers(model: nn.Module, train_sequences: Sequence[Sequence[int]], va
     Log rows: {"layer", "ppl", "threshold", "accepted"}. The returned model has LiSA at the accepted
     layers (or is an unmodified copy if none was accepted).
     """
-    cfg = train_config or LisaTrainConfig(steps=50, progress=False)
+    cfg = train_config or LisaTrainConfig(max_steps=50, progress=False)
     blocks = family_of(model).layers(model)
     kw = dict(batch_size=eval_batch_size, mask_token_id=cfg.mask_token_id)
     base_ppl = perplexity(model, val_sequences, **kw)

@@ -13,16 +13,18 @@ Loss = lm_weight * LM loss + distill_weight * attention distillation, where
   (non-padding) query rows and replaced layers.
 
 Data: a list of token-id sequences, right-padded into batches, reshuffled every epoch with a
-generator seeded by ``seed``; AdamW for a fixed number of steps. The model runs in eval mode
+generator seeded by ``seed``; AdamW for `max_steps` steps (the length of every training block in
+this project is named `max_steps`; `lisa_config_from_block` builds the config from a params block). The model runs in eval mode
 (dropout off), so a fixed seed gives identical results on CPU. tqdm progress goes to stderr.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -36,7 +38,9 @@ DISTILL_LOSSES = ("kl", "mse")
 
 @dataclass
 class LisaTrainConfig:
-    steps: int = 200
+    """How the LiSA parameters are fitted; checked when built, so a bad value fails before any training."""
+
+    max_steps: int = 200
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -47,6 +51,36 @@ class LisaTrainConfig:
     distill_loss: str = "kl"
     mask_token_id: int | None = None  # BERT masked-LM only
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0 or self.batch_size < 1:
+            raise ValueError(f"max_steps >= 0 and batch_size >= 1 required, got {self.max_steps}, {self.batch_size}")
+        if self.lm_weight < 0 or self.distill_weight < 0:
+            raise ValueError("lm_weight and distill_weight must be >= 0")
+        if self.distill_loss not in DISTILL_LOSSES:
+            raise ValueError(f"distill_loss must be one of {DISTILL_LOSSES}, got {self.distill_loss!r}")
+
+
+def lisa_config_from_block(block: Mapping, seed: int, where: str, **derived) -> LisaTrainConfig:
+    """`block` (a params `train:` mapping of LisaTrainConfig fields) seeded with `seed`.
+
+    `derived` carries values known only at run time (mask token id, progress bars), given here and
+    never patched in later; `where` is the params key named in errors ("lisa.train"). Both loss
+    weights 0 is refused here: there would be nothing to train.
+    """
+    if not isinstance(block, Mapping):
+        raise ValueError(f"params.yaml: {where}: expected a mapping, got {type(block).__name__}")
+    names = {f.name for f in dataclasses.fields(LisaTrainConfig)} - {"seed", "progress", "mask_token_id"}
+    unknown = sorted(set(block) - names)
+    if unknown:
+        raise ValueError(f"params.yaml: {where}: unknown keys {unknown}; allowed: {sorted(names)}")
+    try:
+        cfg = LisaTrainConfig(**{**block, **derived, "seed": int(seed)})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"params.yaml: {where}: {exc}") from exc
+    if cfg.lm_weight + cfg.distill_weight <= 0:
+        raise ValueError(f"params.yaml: {where}: lm_weight and distill_weight must not both be 0")
+    return cfg
 
 
 def attention_distillation(student: dict, teacher: dict, layers: Sequence[int], attention_mask: torch.Tensor,
@@ -90,7 +124,7 @@ def train_lisa(model: nn.Module, sequences: Sequence[Sequence[int]], config: Lis
         teacher.eval()
     batches: list = []
     try:
-        for step in tqdm(range(cfg.steps), desc="lisa", file=sys.stderr, disable=not cfg.progress):
+        for step in tqdm(range(cfg.max_steps), desc="lisa", file=sys.stderr, disable=not cfg.progress):
             if not batches:
                 order = torch.randperm(len(sequences), generator=order_gen).tolist()
                 batches = make_batches(sequences, cfg.batch_size, pad_id(model), order)[::-1]

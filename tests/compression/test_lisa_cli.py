@@ -101,12 +101,22 @@ def test_checkpoint_without_tokenizer_needs_random_ids(ckpts, tmp_path, capsys):
     assert json.loads((tmp_path / "analysis.json").read_text())["data"]["random_ids"] is True
 
 
-def test_compress_llama_writes_a_reloadable_model(ckpts, tmp_path, capsys):
+def test_compress_llama_writes_a_reloadable_model(ckpts, tmp_path, capsys, monkeypatch):
+    """Also: the CLI runs the shared recipe (the same selection and save/verify the lisa stage runs); a CLI that
+    re-implemented either step would leave the spies empty."""
+    import pipelines.compression.recipe as recipe
+
+    calls = []
+    for name in ("select_layers", "save_lisa_model"):
+        real = getattr(recipe, name)
+        monkeypatch.setattr(recipe, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
     out = tmp_path / "compressed"
     code, stdout, _ = _run(capsys, "compress", "--model", ckpts / "llama", "--out", out, "--texts", ckpts / "texts.txt",
-                           "--budget", 10, "--steps", 2, "--n-train", 16, "--n-val", 8, "--batch-size", 8)
+                           "--budget", 10, "--max-steps", 2, "--n-train", 16, "--n-val", 8, "--batch-size", 8)
     assert code == 0, stdout
+    assert calls == ["select_layers", "save_lisa_model"]
     summary = json.loads((out / "compression.json").read_text())
+    assert summary["max_steps"] == 2
     assert summary["layers"] == [1, 2] and summary["roundtrip_identical"] is True  # budget 10: every layer fits
     assert (out / "tokenizer.json").is_file()
     first, second = load_lisa_model(out), load_lisa_model(out)

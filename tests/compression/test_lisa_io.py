@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.compression.io import CONFIG_NAME, WEIGHTS_NAME, load_lisa_model, save_lisa_model
-from pipelines.compression.lisa import LisaAttention, apply_lisa
+from pipelines.compression.attention import LisaAttention
+from pipelines.compression.lisa import apply_lisa
 
 IDS = torch.randint(3, 64, (2, 8), generator=torch.Generator().manual_seed(3))
 

@@ -6,17 +6,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from pipelines.compression.families import family_of
-from pipelines.compression.lisa import (
-    HeadFFN,
-    LisaAttention,
-    MODES,
-    ScoreAttention,
-    apply_lisa,
-    default_rank,
-    lisa_parameter_count,
-    lisa_report,
-    recording_attention,
-)
+from pipelines.compression.attention import HeadFFN, LisaAttention, ScoreAttention
+from pipelines.compression.costs import lisa_report
+from pipelines.compression.lisa import MODES, apply_lisa, default_rank, lisa_parameter_count, recording_attention
 
 IDS = torch.randint(3, 64, (2, 9), generator=torch.Generator().manual_seed(1))
 

@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
+import pipelines.compression.recipe as lisa_recipe
 import stages.lisa as lisa_stage
 from alignflow.runtime.errors import ParamsError
-from alignflow.runtime.stage import StageContext
+from alignflow.runtime.stage import StageContext, StagePaths, parse_stage_args
 from pipelines.compression.io import load_lisa_model
 from pipelines.compression.objective import forward, make_batches
 from pipelines.models.causal_lm import build_llama, save_causal_lm
@@ -21,9 +22,14 @@ PARAMS = {
     "threads": 1, "max_length": 32, "n_train": 24, "n_val": 8, "eval_batch_size": 8,
     "analysis": {"n_seqs": 4, "metric": "cosine"},
     "budget": 10.0, "rank": None, "mode": "full", "align_heads": True,
-    "train": {"steps": 2, "batch_size": 4, "lr": 0.001, "lm_weight": 0.0, "distill_weight": 1.0},
+    "train": {"max_steps": 2, "batch_size": 4, "lr": 0.001, "lm_weight": 0.0, "distill_weight": 1.0},
     "throughput": {"seq_lens": [8], "decode_tokens": 2, "batch_size": 1, "warmup": 0, "repeats": 1, "threads": 1},
 }
+
+
+# the command line dvc.yaml gives the stage
+ARGV = ["--sft", "models/sft/model", "--ppo", "models/ppo_gram", "--train", "data/world/sft_train.jsonl",
+        "--val", "data/world/sft_val.jsonl", "--out", "models/lisa"]
 
 
 def _rows(n: int, offset: int) -> list[dict]:
@@ -62,14 +68,18 @@ def _run(root, monkeypatch, **changes) -> tuple[dict, list]:
     """Run the stage like stage_main would (no MLflow run); returns (metrics, models handed to save_lisa_model)."""
     monkeypatch.setenv("ALIGNFLOW_TRACKING", "off")
     saved = []
-    real_save = lisa_stage.save_lisa_model
+    real_save = lisa_recipe.save_lisa_model
 
     def spy(model, path):
         saved.append(model)
         return real_save(model, path)
 
-    monkeypatch.setattr(lisa_stage, "save_lisa_model", spy)
-    ctx = StageContext("lisa", root, {"seed": 0, "profile": "unit", "lisa": {**PARAMS, **changes}}, None)
+    monkeypatch.setattr(lisa_recipe, "save_lisa_model", spy)
+    paths = StagePaths(("sft", "ppo", "train", "val"), ("out",))
+    name, args = parse_stage_args("lisa", ARGV, paths)
+    paths.take(args, root, name)
+    ctx = StageContext(name, root, {"seed": 0, "profile": "unit", "lisa": {**PARAMS, **changes}}, None,
+                       args=args, paths=paths)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
         lisa_stage.run(ctx)
@@ -119,8 +129,8 @@ def test_stage_compresses_the_sft_policy_when_ppo_gate_failed(root, monkeypatch)
 
 
 def test_stage_saves_the_deepest_layer_when_nothing_fits_and_fails_its_gate(root, monkeypatch):
-    real = lisa_stage.select_layers
-    monkeypatch.setattr(lisa_stage, "select_layers", lambda *a, **k: real(*a, **{**k, "budget": -1.0}))  # unreachable
+    real = lisa_recipe.select_layers
+    monkeypatch.setattr(lisa_recipe, "select_layers", lambda *a, **k: real(*a, **{**k, "budget": -1.0}))  # unreachable
     metrics, saved = _run(root, monkeypatch)
     assert metrics["layers_replaced"] == [] and metrics["fraction_layers_replaced"] == 0.0
     assert metrics["saved_fallback"] is True and metrics["saved_layers"] == [2]
@@ -130,17 +140,31 @@ def test_stage_saves_the_deepest_layer_when_nothing_fits_and_fails_its_gate(root
 
 
 def test_policy_choice(tmp_path):
-    assert lisa_stage.choose_policy(tmp_path)[0] == "sft"  # no ppo_gram metrics at all
-    (tmp_path / "models/ppo_gram/model").mkdir(parents=True)
-    (tmp_path / "models/ppo_gram/metrics.json").write_text(json.dumps({"gate": {"passed": True}}))
-    source, path, _ = lisa_stage.choose_policy(tmp_path)
-    assert source == "ppo_gram" and path == tmp_path / "models/ppo_gram/model"
+    ppo, sft = tmp_path / "models/ppo_gram", tmp_path / "models/sft/model"
+    assert lisa_stage.choose_policy(ppo, sft) == (
+        "sft", sft, "ppo_gram/metrics.json not found; using the SFT policy")  # no ppo_gram metrics at all
+    (ppo / "model").mkdir(parents=True)
+    (ppo / "metrics.json").write_text(json.dumps({"gate": {"passed": True}}))
+    source, path, _ = lisa_stage.choose_policy(ppo, sft)
+    assert source == "ppo_gram" and path == ppo / "model"
 
 
 def test_bad_params_are_params_errors():
     with pytest.raises(ParamsError, match="unknown keys"):
-        lisa_stage._settings({**PARAMS, "typo": 1})
+        lisa_stage._settings({**PARAMS, "typo": 1}, 0)
     with pytest.raises(ParamsError, match="lisa.budget"):
-        lisa_stage._settings({**PARAMS, "budget": -0.1})
+        lisa_stage._settings({**PARAMS, "budget": -0.1}, 0)
     with pytest.raises(ParamsError, match="lisa.mode"):
-        lisa_stage._settings({**PARAMS, "mode": "nope"})
+        lisa_stage._settings({**PARAMS, "mode": "nope"}, 0)
+
+
+def test_train_block_is_one_config_built_once():
+    """`lisa.train` becomes a LisaTrainConfig in one place, length named max_steps: the old name `steps`, an
+    unknown key, or both loss weights 0 fail naming lisa.train (accepting `steps` again would fail here)."""
+    _, cfg = lisa_stage._settings(PARAMS, 7)
+    assert (cfg.max_steps, cfg.batch_size, cfg.seed, cfg.distill_weight) == (2, 4, 7, 1.0)
+    renamed = {k: v for k, v in PARAMS["train"].items() if k != "max_steps"}
+    with pytest.raises(ParamsError, match=r"lisa.train.*unknown keys \['steps'\]"):
+        lisa_stage._settings({**PARAMS, "train": {**renamed, "steps": 2}}, 0)
+    with pytest.raises(ParamsError, match="lisa.train.*both be 0"):
+        lisa_stage._settings({**PARAMS, "train": {**PARAMS["train"], "distill_weight": 0.0}}, 0)

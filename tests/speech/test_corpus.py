@@ -6,13 +6,14 @@ from collections import Counter
 import pytest
 
 from pipelines.speech import grammar as g
-from pipelines.speech.corpus import (
-    NP, Clause, build_speech_corpus, generate_corpus, kendall_tau_distance, realise, reordering_stats,
-)
+from pipelines.speech.clauses import NP, Clause
+from pipelines.speech.corpus import build_speech_corpus, generate_corpus, kendall_tau_distance, reordering_stats
 from pipelines.speech.mustc import load_mustc
+from pipelines.speech.realise import realise
+from pipelines.speech.verbs import VERBS
 
 NOUN = {n.en: n for n in g.NOUNS}
-VERB = {v.en + (" " + v.particle if v.particle else ""): v for v in g.VERBS}
+VERB = {v.en + (" " + v.particle if v.particle else ""): v for v in VERBS}
 ADJ = {a.en: a for a in g.ADJECTIVES}
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from alignflow.runtime.errors import AlignflowError, ParamsError
-from tests.project import run_stage
+from alignflow.runtime.stage import StageContext, StagePaths, parse_stage_args
 from stages import speech_corpus, speech_features, speech_vocab, st_compare, st_train
 
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "ffn_dim": 64, "subsample_channels": 32, "acoustic_layers": 2,
               "textual_layers": 2, "src_ctc_layers": [1], "tgt_ctc_layers": [1], "cross_layer_from": 1,
               "conv_kernel": 5, "dropout": 0.0, "self_attn_drop": 0.0}
-TRAIN = {"lr": 0.003, "warmup_steps": 2, "max_steps": 10, "batch_size": 8, "log_every": 5, "eval_every": 5,
+TRAIN = {"lr": 0.003, "warmup_steps": 2, "max_steps": 10, "batch_size": 1, "log_every": 5, "eval_every": 5,
          "checkpoint_every": 0, "time_budget_s": 30}
 PARAMS = {
     "seed": 0, "profile": "unit", "speech_seed": 1,
@@ -24,17 +24,51 @@ PARAMS = {
                "voices": ["en-us", "en"], "rates": [175], "pitches": [50], "segments_per_talk": 10,
                "vocab_size": 120},
     "st": {"threads": 1,
-           "nast": {"model": {**TINY_MODEL, "curriculum": True}, "train": TRAIN},
+           "nast": {"model": {**TINY_MODEL, "curriculum": True}, "bucket_size": 8, "train": TRAIN},
            "ar": {"model": {**TINY_MODEL, "decoder_layers": 1, "src_ctc_layers": [], "tgt_ctc_layers": []},
-                  "train": TRAIN},
+                  "bucket_size": 8, "train": TRAIN},
            "eval": {"batch_size": 8, "beam_size": 2, "bootstrap": 50},
            "gate": {"min_bleu": 1.0},
            "compare": {"threads": 1, "batch_sizes": [1, 4], "n_utterances": 4, "warmup": 0, "repeats": 1}},
 }
 
 
-def _run(root, name, fn, params=PARAMS):
-    return run_stage(root, name, fn, params)
+CORPUS, FEATURES, VOCAB = "data/speech/mustc", "data/speech/features", "models/speech_vocab"
+# each stage's declared paths and the command line dvc.yaml gives it (module, inputs, outputs, argv)
+STAGES = {
+    "speech_corpus": (speech_corpus, ("recorded?",), ("out",), ["--out", CORPUS]),
+    "speech_vocab": (speech_vocab, ("corpus",), ("out",), ["--corpus", CORPUS, "--out", VOCAB]),
+    "speech_features": (speech_features, ("corpus",), ("out",), ["--corpus", CORPUS, "--out", FEATURES]),
+    "st_compare": (st_compare, ("test_features", "nast", "ar"), ("out",),
+                   ["--test-features", f"{FEATURES}/tst-COMMON.safetensors", "--nast", "models/st_nast",
+                    "--ar", "models/st_ar", "--out", "models/st_compare"]),
+}
+
+
+def train_argv(variant: str, kind: str, *sets: str) -> list[str]:
+    return ["--stage", f"st_train@{variant}", "--kind", kind, "--corpus", CORPUS, "--features", FEATURES,
+            "--vocab", VOCAB, "--out", f"models/{variant}", *[a for s in sets for a in ("--set", s)]]
+
+
+def _run(root, name, params=PARAMS, argv=None):
+    """Run a stage in-process on `root` like stage_main: paths parsed from its dvc.yaml-style command line,
+    outputs committed only on success (no MLflow run)."""
+    if name == "st_train":
+        module, inputs, outputs, configure = st_train, ("corpus", "features", "vocab"), ("out",), st_train.add_options
+    else:
+        module, inputs, outputs, default_argv = STAGES[name]
+        configure, argv = None, argv if argv is not None else default_argv
+    paths = StagePaths(inputs, outputs)
+    stage, args = parse_stage_args(name, argv, paths, configure)
+    paths.take(args, root, stage)
+    ctx = StageContext(stage, root, copy.deepcopy(params), None, args=args, paths=paths)
+    try:
+        module.run(ctx)
+    except BaseException:
+        ctx._discard_outputs()
+        raise
+    ctx._commit_outputs()
+    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +77,11 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("speech-project")
     threads = torch.get_num_threads()
     try:
-        _run(root, "speech_corpus", speech_corpus.run)
-        _run(root, "speech_vocab", speech_vocab.run)
-        _run(root, "speech_features", speech_features.run)
+        for name in ("speech_corpus", "speech_vocab", "speech_features"):
+            _run(root, name)
         for kind in ("nast", "ar"):
-            args = st_train.parse_args(["--kind", kind])
-            _run(root, args.name, st_train.make_run(args))
-        _run(root, "st_compare", st_compare.run)
+            _run(root, "st_train", argv=train_argv(f"st_{kind}", kind))
+        _run(root, "st_compare")
     finally:
         torch.set_num_threads(threads)
     return root
@@ -119,11 +151,30 @@ def test_compare(pipeline):
 
 def test_ablation_override_reaches_the_model(pipeline, tmp_path):
     """`--set` goes on top of st.nast.model, and a bad switch combination is a ParamsError."""
-    args = st_train.parse_args(["--kind", "nast", "--name", "st_nast_bad", "--set", "pae=false"])
-    assert args.name == "st_nast_bad" and st_train.parse_sets(args.set) == {"pae": False}
+    assert st_train.parse_sets(["pae=false", "n=3"]) == {"pae": False, "n": 3}
     with pytest.raises(ParamsError, match="curriculum"):  # curriculum on (PARAMS) needs pae
-        _run(pipeline, args.name, st_train.make_run(args))
+        _run(pipeline, "st_train", argv=train_argv("st_nast_bad", "nast", "pae=false"))
     assert not (pipeline / "models/st_nast_bad").exists()
+
+
+def test_bucket_size_is_checked_where_it_is_read(pipeline):
+    """A missing or non-positive st.<kind>.bucket_size is a ParamsError naming the key (dropping the check
+    would fail here: bucket_batches would loop forever on 0 or crash far from the params)."""
+    params = copy.deepcopy(PARAMS)
+    params["st"]["ar"]["bucket_size"] = 0
+    with pytest.raises(ParamsError, match="st.ar.bucket_size"):
+        _run(pipeline, "st_train", params, argv=train_argv("st_ar_bad", "ar"))
+    assert not (pipeline / "models/st_ar_bad").exists()
+
+
+def test_buckets_per_step_follow_the_train_block(pipeline):
+    """st.<kind>.train.batch_size counts length buckets per micro-batch and is used as written (no reset to 1):
+    with 2 buckets per step one epoch of 5 buckets of 8 takes 2.5 steps, so train_epochs is 4.0 after 10 steps."""
+    params = copy.deepcopy(PARAMS)
+    params["st"]["ar"]["train"] = {**TRAIN, "batch_size": 2, "eval_every": 0}
+    _run(pipeline, "st_train", params, argv=train_argv("st_ar_two", "ar"))
+    m = _metrics(pipeline / "models/st_ar_two/metrics.json")
+    assert m["train_steps"] == 10 and m["train_epochs"] == 4.0
 
 
 def test_real_mustc_root_is_validated_and_used(pipeline, tmp_path):
@@ -131,7 +182,7 @@ def test_real_mustc_root_is_validated_and_used(pipeline, tmp_path):
     shutil.copytree(pipeline / "data/speech/mustc/en-de", real / "en-de")
     params = copy.deepcopy(PARAMS)
     params["speech"]["mustc_root"] = str(real)
-    _run(tmp_path, "speech_corpus", speech_corpus.run, params)
+    _run(tmp_path, "speech_corpus", params)
     m = _metrics(tmp_path / "data/speech/mustc/metrics.json")
     assert m["synthetic"] is False and m["segments"]["train"] == 40 and "reordering" not in m
     assert _metrics(tmp_path / "data/speech/mustc/corpus.json")["root"] == str(real.resolve())
@@ -145,19 +196,19 @@ def test_malformed_mustc_root_fails_naming_the_file(pipeline, tmp_path):
     params = copy.deepcopy(PARAMS)
     params["speech"]["mustc_root"] = str(real)
     with pytest.raises(AlignflowError, match="speech.mustc_root") as info:
-        _run(tmp_path, "speech_corpus", speech_corpus.run, params)
+        _run(tmp_path, "speech_corpus", params)
     assert str(de) in str(info.value) and "line counts differ" in str(info.value)
     assert not (tmp_path / "data/speech/mustc").exists()
     params["speech"]["mustc_root"] = str(tmp_path / "nowhere")
     with pytest.raises(ParamsError, match="does not exist"):
-        _run(tmp_path, "speech_corpus", speech_corpus.run, params)
+        _run(tmp_path, "speech_corpus", params)
 
 
 def test_unknown_voice_is_a_params_error(tmp_path):
     params = copy.deepcopy(PARAMS)
     params["speech"]["voices"] = ["en-us", "xx-nonexistent"]
     with pytest.raises(ParamsError, match="speech.voices.*xx-nonexistent"):
-        _run(tmp_path, "speech_corpus", speech_corpus.run, params)
+        _run(tmp_path, "speech_corpus", params)
 
 
 def test_vocab_ids_are_identical_across_processes():
