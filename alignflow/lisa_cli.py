@@ -363,7 +363,7 @@ def _print_analysis(report: dict, written: list[Path]) -> None:
 def _cmd_compress(args) -> int:
     import torch
 
-    from alignflow.runtime.atomic import atomic_dir
+    from pipelines.atomic import atomic_dir
     from pipelines.compression.io import CONFIG_NAME, load_lisa_model, save_lisa_model
     from pipelines.compression.lisa import lisa_report
     from pipelines.compression.objective import forward, make_batches, pad_id, perplexity

@@ -303,7 +303,7 @@ def plot_summary(spec: StudySpec, summary: list[dict], path: Path) -> None:
 
 
 def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list[dict], claims: list[dict]) -> None:
-    from alignflow.runtime.atomic import write_json_atomic, write_text_atomic
+    from pipelines.atomic import write_json_atomic, write_text_atomic
     from pipelines.evaluation.plots import write_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignflow.runtime.atomic import write_json_atomic
+from pipelines.atomic import write_json_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.external_inputs import read_recorded
 from alignflow.runtime.stage import StageContext, stage_main

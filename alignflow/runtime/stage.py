@@ -47,10 +47,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from alignflow.runtime import tracking
-from alignflow.runtime.atomic import pid_alive, remove_dead_temps, replace_dir, write_json_atomic
+from alignflow.runtime.atomic import remove_dead_temps
 from alignflow.runtime.errors import AlignflowError, ParamsError
 from alignflow.runtime.params import flatten, load_params, section
 from alignflow.runtime.paths import checkpoints_dir, repo_root
+from pipelines.atomic import pid_alive, replace_dir, write_json_atomic
 
 log = logging.getLogger("alignflow.runtime.stage")
 BAD_INPUT_EXIT = 2

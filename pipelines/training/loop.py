@@ -51,7 +51,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from alignflow.runtime.atomic import fsync_dir, fsync_tree, pid_alive
+from pipelines.atomic import fsync_dir, fsync_tree, pid_alive
 from pipelines.training.config import TrainConfig
 
 LossFn = Callable[[Any, Any], "tuple[torch.Tensor, dict[str, float]]"]
