@@ -56,7 +56,7 @@ from pipelines.data.template import format_example
 from pipelines.evaluation.plots import write_csv
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import set_seed
+from pipelines.training.rng import set_seed
 
 PPO_DIR, PPO_METRICS, SFT_DIR = "models/ppo_gram/model", "models/ppo_gram/metrics.json", "models/sft/model"
 DATA = {"train": "data/world/sft_train.jsonl", "val": "data/world/sft_val.jsonl"}

@@ -32,7 +32,9 @@ from pipelines.speech import evaluation as ev
 from pipelines.speech.models import build_model, collate, save_model
 from pipelines.speech.training import bucket_batches, collate_batch, loop_config, make_examples, st_loss
 from pipelines.speech.vocab import Vocab
-from pipelines.training.loop import TrainConfig, set_seed, train
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model
 from stages.speech_common import (DEV, FEATURES_DIR, SEED_KEY, TEST, TRAIN, VOCAB_DIR, features_path, segments,
                                   split_features)

@@ -18,7 +18,9 @@ from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs, plot_reliability
-from pipelines.training.loop import TrainConfig, set_seed, train
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from pipelines.visual.encoding import collate_pairs
 from pipelines.visual.oracle import grade
 from pipelines.visual.render import load_image

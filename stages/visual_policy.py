@@ -16,7 +16,8 @@ import numpy as np
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from pipelines.visual.encoding import Layout, collate_lm, lm_examples
 from pipelines.visual.policy import captioning_loss, sample_responses
 from pipelines.visual.vlm import build_llava, image_size, load_vlm, n_image_tokens, save_vlm, train_vlm_tokenizer

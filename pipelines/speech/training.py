@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipelines.speech.models import collate
-from pipelines.training.loop import TrainConfig
+from pipelines.training.config import TrainConfig
 
 
 def make_examples(features: Sequence[np.ndarray], segments: Sequence, vocab) -> list[dict]:
