@@ -54,6 +54,17 @@ def write_json(path: Path, obj: Any) -> None:
         json.dump(obj, f, indent=1)
 
 
+def _with_betas_as(kind, groups: list) -> list:
+    """Copies of optimizer param groups with `betas` as `kind` (list for JSON, tuple for torch)."""
+    out = []
+    for g in groups:
+        g = dict(g)
+        if "betas" in g:
+            g["betas"] = kind(g["betas"])
+        out.append(g)
+    return out
+
+
 def optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Split an optimizer state_dict into flat tensors + JSON structure."""
     sd = opt.state_dict()
@@ -67,13 +78,7 @@ def optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
             else:
                 entry[k] = {"value": v}
         state_meta[str(pid)] = entry
-    groups = []
-    for g in sd["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = list(g["betas"])
-        groups.append(g)
-    return tensors, {"state": state_meta, "param_groups": groups}
+    return tensors, {"state": state_meta, "param_groups": _with_betas_as(list, sd["param_groups"])}
 
 
 def optimizer_from_files(tensors: dict, meta: dict) -> dict:
@@ -83,13 +88,7 @@ def optimizer_from_files(tensors: dict, meta: dict) -> dict:
         state[int(pid)] = {
             k: (tensors[v["tensor"]] if "tensor" in v else v["value"]) for k, v in entry.items()
         }
-    groups = []
-    for g in meta["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
-    return {"state": state, "param_groups": groups}
+    return {"state": state, "param_groups": _with_betas_as(tuple, meta["param_groups"])}
 
 
 def _checkpoints_newest_first(checkpoint_dir: Optional[str]) -> list[Path]:
