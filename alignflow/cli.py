@@ -39,7 +39,7 @@ def _cmd_run(args) -> int:
         return 2 if (state.message or "").startswith(BAD_INPUT_PREFIX) else 1
     print(format_table(state.result()))
     if args.summary_json:
-        from alignflow.runtime.atomic import write_json_atomic
+        from pipelines.atomic import write_json_atomic
 
         write_json_atomic(args.summary_json, state.result())
     return 0
@@ -188,7 +188,7 @@ def _cmd_deps(args) -> int:
     root = repo_root()
     graph = load_stage_graph(root)
     if args.write:
-        from alignflow.runtime.atomic import write_text_atomic
+        from pipelines.atomic import write_text_atomic
 
         path = root / "dvc.yaml"
         text = path.read_text(encoding="utf-8")

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignflow.runtime.atomic import write_json_atomic
+from pipelines.atomic import write_json_atomic
 from alignflow.runtime.params import load_params
 from alignflow.runtime.tracking import file_md5
 
@@ -156,7 +156,7 @@ def changed(root: Path) -> dict[str, list[str]]:
 
 
 def main() -> None:
-    from alignflow.runtime.atomic import atomic_dir
+    from pipelines.atomic import atomic_dir
     from alignflow.runtime.errors import AlignflowError
     from alignflow.runtime.paths import repo_root
 

@@ -231,7 +231,7 @@ def _print_analysis(report: dict, written: list[Path]) -> None:
 
 
 def _cmd_compress(args) -> int:
-    from alignflow.runtime.atomic import atomic_dir
+    from pipelines.atomic import atomic_dir
     from pipelines.compression.costs import lisa_report
     from pipelines.compression.io import CONFIG_NAME
     from pipelines.compression.objective import make_batches, pad_id, perplexity

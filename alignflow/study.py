@@ -5,36 +5,29 @@ cached pipeline run (`dvc exp show` lists them) and stages the overrides do not 
 from DVC's run-cache instead of recomputed. Cells that already exist are skipped, so an interrupted
 study resumes. Seeds are the unit of replication: for each claim and each setting of the other grid
 keys, the per-seed differences get a t-interval, and the claim is called reproduced only when the
-whole 95% interval is on its side.
+whole 95% interval is on its side. This module runs the cells and reads/writes the files; the statistics,
+the report text and the figure are computed from plain values in `pipelines/evaluation/studies.py`.
 """
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean, stdev
 
 import yaml
 
 from alignflow.runtime.errors import ParamsError
+from pipelines.evaluation import studies
+from pipelines.evaluation.studies import Claim
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RESERVED_NAMES = {"machine"}  # reports/machine/ holds the stages' machine facts
 SPEC_KEYS = {"name", "description", "grid", "seed_key", "targets", "models", "metrics", "claims"}
-
-
-@dataclass(frozen=True)
-class Claim:
-    name: str
-    better: tuple[str, str]  # (model label, metric)
-    worse: tuple[str, str]
-    lower_is_better: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,7 @@ class StudySpec:
 
     @property
     def group_keys(self) -> list[str]:
-        return [k for k in self.grid if k != self.seed_key]
+        return studies.group_keys(self.grid, self.seed_key)
 
 
 def _side(raw, where: str) -> tuple[str, str]:
@@ -173,137 +166,22 @@ def collect(root: Path, spec: StudySpec, env: dict) -> list[dict]:
     return rows
 
 
-def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and t-interval over seeds; with one seed the interval is undefined (nan)."""
-    mean = fmean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
-
-    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
-def _order(item) -> tuple:
-    """Sort grid settings numerically where they are numbers (250 before 1000)."""
-    return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in item[0])
-
-
-def _groups(spec: StudySpec, rows: list[dict]) -> dict[tuple, list[dict]]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in spec.group_keys), []).append(row)
-    return groups
-
-
 def summarise(spec: StudySpec, rows: list[dict]) -> list[dict]:
     """Mean and 95% t-interval across seeds of every model metric, per setting of the other grid keys."""
-    out = []
-    for group, members in sorted(_groups(spec, rows).items(), key=_order):
-        for label in spec.models:
-            for metric in spec.metrics:
-                values = [r[f"{label}|{metric}"] for r in members if r.get(f"{label}|{metric}") is not None]
-                if not values:
-                    continue
-                mean, low, high = t_interval(values)
-                out.append({**dict(zip(spec.group_keys, group)), "model": label, "metric": metric,
-                            "mean": mean, "ci_low": low, "ci_high": high, "n_seeds": len(values)})
-    return out
+    return studies.summarise(rows, spec.group_keys, list(spec.models), spec.metrics)
 
 
 def judge_claims(spec: StudySpec, rows: list[dict]) -> list[dict]:
-    """Per claim and setting: the per-seed difference (oriented so > 0 supports the claim) and a verdict."""
-    out = []
-    for claim in spec.claims:
-        for group, members in sorted(_groups(spec, rows).items(), key=_order):
-            diffs = []
-            for r in members:
-                a, b = r.get("|".join(claim.better)), r.get("|".join(claim.worse))
-                if a is not None and b is not None:
-                    diffs.append((b - a) if claim.lower_is_better else (a - b))
-            if not diffs:
-                continue
-            mean, low, high = t_interval(diffs)
-            if math.isnan(low):
-                verdict = "one seed: no interval"
-            elif low > 0:
-                verdict = "reproduced"
-            elif high < 0:
-                verdict = "reversed"
-            else:
-                verdict = "inconclusive"
-            out.append({"claim": claim.name, **dict(zip(spec.group_keys, group)), "difference": mean,
-                        "ci_low": low, "ci_high": high, "n_seeds": len(diffs), "verdict": verdict})
-    return out
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+    """Per claim and setting: the per-seed difference and a verdict (pipelines/evaluation/studies.py)."""
+    return studies.judge_claims(rows, spec.group_keys, spec.claims)
 
 
 def markdown(spec: StudySpec, summary: list[dict], claims: list[dict]) -> str:
-    keys = spec.group_keys
-    lines = [f"# Study `{spec.name}`", "", spec.description.strip(), "",
-             f"Grid: {', '.join(f'{k} in {v}' for k, v in spec.grid.items())}; seeds are `{spec.seed_key}`. "
-             "Intervals are 95% t-intervals across seeds.", "", "## Claims", "",
-             "| claim | " + " | ".join(keys) + " | difference | 95% CI | seeds | verdict |",
-             "|---|" + "---|" * (len(keys) + 4)]
-    for c in claims:
-        lines.append(f"| {c['claim']} | " + " | ".join(str(c[k]) for k in keys) +
-                     f" | {_fmt(c['difference'])} | [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {c['n_seeds']} | {c['verdict']} |")
-    lines += ["", "## Metrics", "", "| model | metric | " + " | ".join(keys) + " | mean | 95% CI | seeds |",
-              "|---|---|" + "---|" * (len(keys) + 3)]
-    for s in summary:
-        lines.append(f"| {s['model']} | {s['metric']} | " + " | ".join(str(s[k]) for k in keys) +
-                     f" | {_fmt(s['mean'])} | [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] | {s['n_seeds']} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_summary(spec: StudySpec, summary: list[dict], path: Path) -> None:
-    """One panel per metric: each model's mean and interval across the non-seed grid settings."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [m for m in spec.metrics if any(s["metric"] == m for s in summary)]
-    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.8), dpi=110, squeeze=False)
-    settings = [g for g, _ in sorted(((g, None) for g in {tuple(s[k] for k in spec.group_keys) for s in summary}),
-                                     key=_order)]
-    labels = [", ".join(str(v) for v in setting) or "all" for setting in settings]
-    width = 0.8 / max(1, len(spec.models))
-    for ax, metric in zip(axes[0], metrics):
-        for i, model in enumerate(spec.models):
-            xs, ys, errs = [], [], [[], []]
-            for j, setting in enumerate(settings):
-                row = next((s for s in summary if s["metric"] == metric and s["model"] == model
-                            and tuple(s[k] for k in spec.group_keys) == setting), None)
-                if row is None:
-                    continue
-                xs.append(j + i * width)
-                ys.append(row["mean"])
-                low = row["mean"] if math.isnan(row["ci_low"]) else row["ci_low"]
-                high = row["mean"] if math.isnan(row["ci_high"]) else row["ci_high"]
-                errs[0].append(row["mean"] - low)
-                errs[1].append(high - row["mean"])
-            ax.bar(xs, ys, width=width, yerr=errs, capsize=3, label=model)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))])
-        ax.set_xticklabels(labels)
-        ax.set_xlabel(", ".join(spec.group_keys) or "")
-        ax.set_title(metric)
-        lows = [s["ci_low"] for s in summary if s["metric"] == metric and not math.isnan(s["ci_low"])]
-        if lows:
-            ax.set_ylim(bottom=max(0.0, min(lows) - 0.05))
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Study {spec.name}: mean and 95% interval across seeds")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    return studies.claims_markdown(spec.name, spec.description, spec.grid, spec.seed_key, summary, claims)
 
 
 def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list[dict], claims: list[dict]) -> None:
-    from alignflow.runtime.atomic import write_json_atomic, write_text_atomic
+    from pipelines.atomic import write_json_atomic, write_text_atomic
     from pipelines.evaluation.plots import write_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -312,7 +190,7 @@ def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list
     columns = ["cell", *spec.grid, *(f"{m}|{k}" for m in spec.models for k in spec.metrics)]
     write_csv(rows, out_dir / "cells.csv", columns)
     write_csv(summary, out_dir / "summary.csv", [*spec.group_keys, "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"])
-    plot_summary(spec, summary, out_dir / "claims.png")
+    studies.plot_summary(summary, out_dir / "claims.png", spec.name, spec.group_keys, list(spec.models), spec.metrics)
 
 
 def study_env(root: Path, parent_run_id: str | None) -> dict:

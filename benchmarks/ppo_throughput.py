@@ -52,7 +52,7 @@ def ppo_run(args, lm, tok, prompts) -> dict:
     from pipelines.models.reward import GenerativeRewardModel
     from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, train_ppo
     from pipelines.rlhf.rewards import bt_score_fn, gram_score_fn
-    from pipelines.training.loop import TrainConfig
+    from pipelines.training.config import TrainConfig
     from stages.policy_common import greedy_references
 
     ref = copy.deepcopy(lm).eval()

@@ -45,7 +45,8 @@ def train_ours(kind: str, args, records) -> float:
     from pipelines.models.causal_lm import load_causal_lm
     from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_stage2_loss, preference_examples
     from pipelines.models.tokenizer import load_tokenizer
-    from pipelines.training.loop import TrainConfig, train
+    from pipelines.training.config import TrainConfig
+    from pipelines.training.loop import train
 
     lm, tok = load_causal_lm(args.model), load_tokenizer(args.model)
     if kind == "bt":

@@ -12,9 +12,10 @@ from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5
 from pipelines.data.lm_data import pack_corpus
 from pipelines.evaluation.perplexity import perplexity
-from pipelines.models.causal_lm import build_llama, count_parameters, load_causal_lm, save_causal_lm
+from pipelines.models.causal_lm import build_llama, causal_lm_loss, count_parameters, load_causal_lm, save_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import causal_lm_loss, set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, texts, train_config
 
 

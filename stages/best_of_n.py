@@ -14,7 +14,7 @@ from pipelines.evaluation.policy_eval import summarize_policy
 from pipelines.evaluation.reward_metrics import best_of_n_kl
 from pipelines.models.bt_reward import BTRewardModel
 from pipelines.models.reward import GenerativeRewardModel
-from pipelines.training.loop import set_seed
+from pipelines.training.rng import set_seed
 from stages.policy_common import REWARD_MODELS, greedy_references, load_sft
 from pipelines.rlhf.rewards import bt_score_fn, gram_score_fn
 

@@ -13,7 +13,8 @@ from alignflow.runtime.tracking import file_md5
 from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, collate_bt
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, train_config
 from stages.reward_common import EVAL_SPLITS, evaluate_reward_model, train_records
 

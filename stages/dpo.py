@@ -14,7 +14,8 @@ from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5
 from pipelines.models.causal_lm import save_causal_lm
 from pipelines.rlhf.dpo import add_reference_logprobs, collate_dpo, dpo_examples, dpo_loss
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, train_config
 from stages.policy_common import evaluate_policy, gold_gate, greedy_references, load_sft, proxy_scorers
 from stages.reward_common import train_records

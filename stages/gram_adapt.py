@@ -18,7 +18,8 @@ from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, coll
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_stage2_loss, preference_examples
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import train_config
 
 INITS = ("gram", "base_lm", "bt_rm")

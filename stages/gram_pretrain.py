@@ -16,7 +16,8 @@ from pipelines.evaluation.perplexity import perplexity
 from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
 from pipelines.models.reward import gram_stage1_loss, unlabeled_pair_examples
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, train_config, write_curves
 
 

@@ -51,7 +51,7 @@ from pipelines.compression.train import LisaTrainConfig, lisa_config_from_block
 from pipelines.evaluation.plots import write_csv
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import set_seed
+from pipelines.training.rng import set_seed
 
 KEYS = {"threads", "max_length", "n_train", "n_val", "eval_batch_size", "analysis", "budget", "rank", "mode",
         "align_heads", "train", "throughput"}

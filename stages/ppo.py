@@ -18,7 +18,8 @@ from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.policy_eval import sample_policy
 from pipelines.models.causal_lm import save_causal_lm
 from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, train_ppo
-from pipelines.training.loop import TrainConfig, set_seed
+from pipelines.training.config import TrainConfig
+from pipelines.training.rng import set_seed
 from stages.common import finish_trained_model
 from stages.policy_common import (evaluate_policy, gold_gate, greedy_references, heldout_prompts, load_sft,
                                   proxy_scorers, train_prompts)

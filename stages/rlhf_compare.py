@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 
-from alignflow.runtime.atomic import write_text_atomic
+from pipelines.atomic import write_text_atomic
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.rlhf_plots import plot_overoptimisation

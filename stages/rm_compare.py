@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from alignflow.runtime.stage import StageContext, stage_main
-from alignflow.runtime.atomic import write_text_atomic
+from pipelines.atomic import write_text_atomic
 from pipelines.data.jsonl import read_jsonl
 from pipelines.data.loaders import read_preferences
 from pipelines.evaluation.plots import write_csv

@@ -22,9 +22,10 @@ from pipelines.evaluation.bootstrap import bootstrap_mean_ci, paired_difference_
 from pipelines.evaluation.perplexity import perplexity
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
 from pipelines.evaluation.sampling import generate_responses
-from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
+from pipelines.models.causal_lm import causal_lm_loss, load_causal_lm, save_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import causal_lm_loss, set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, train_config
 
 

@@ -14,7 +14,7 @@ from pipelines.data.world import gold_reward
 from pipelines.evaluation.sampling import generate_responses
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
-from pipelines.training.loop import set_seed
+from pipelines.training.rng import set_seed
 
 
 def run(ctx: StageContext) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignflow.runtime.atomic import write_json_atomic
+from pipelines.atomic import write_json_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignflow.runtime.atomic import write_text_atomic
+from pipelines.atomic import write_text_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv

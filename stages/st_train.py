@@ -29,7 +29,8 @@ from pipelines.speech.scoring import dev_loss, hypothesis_rows, score_on_test
 from pipelines.speech.store import feature_file
 from pipelines.speech.training import bucket_batches, collate_batch, make_examples, st_loss
 from pipelines.speech.vocab import Vocab
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, train_config
 from stages.speech_common import DEV, SEED_KEY, TEST, TRAIN, features, relative, segments
 

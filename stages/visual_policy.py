@@ -16,7 +16,8 @@ from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl
 from pipelines.models.vlm.encoding import Layout, collate_lm, lm_examples
 from pipelines.models.vlm.llava import build_llava, image_size, load_vlm, n_image_tokens, save_vlm, train_vlm_tokenizer
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 from pipelines.visual.images import ImageStore
 from pipelines.visual.policy import captioning_loss, sample_responses
 from pipelines.visual.policy_eval import TOKENIZER_FILES, greedy_metrics, held_out_prompts, tokenizer_texts

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from alignflow.runtime.atomic import write_json_atomic
+from pipelines.atomic import write_json_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic

@@ -1,107 +1,17 @@
-"""Atomic writes: a failed stage leaves the previous output (or nothing), never half a file.
+"""Clean-up after killed stage runs: the leftovers of atomic writes whose writer has died.
 
-Temporary names carry the writer's PID (`.NAME.tmp-PID...`, `.NAME.old-PID`), so a later run can tell
-the leftovers of a killed process from the work of a live one (`remove_dead_temps`).
+The writers themselves (`write_text_atomic(path, text)`, `atomic_dir`, `replace_dir`, ...) live in
+`pipelines/atomic.py`, the one home of atomic file helpers; this module only knows how a stage output's
+temporary and moved-aside copies are named beside it and what to do with them when their writer is gone.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename or a new entry in `path` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(path: str | os.PathLike) -> None:
-    """fsync every file and folder under `path` (and `path` itself), so a crash after a rename finds it whole."""
-    path = Path(path)
-    for folder, _, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(folder)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should read like any other file
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
-
-
-def replace_dir(staged: Path, final: Path) -> None:
-    """Move a fully written staging folder into place, replacing whatever was there."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() or final.is_symlink():
-        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, trash)
-        os.replace(staged, final)
-        shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink(missing_ok=True)
-    else:
-        os.replace(staged, final)
-
-
-@contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging folder next to `final`; it replaces `final` only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
-    try:
-        yield staged
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    replace_dir(staged, final)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (this process counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+from pipelines.atomic import pid_alive
 
 
 def remove_dead_temps(final: str | os.PathLike) -> list[Path]:

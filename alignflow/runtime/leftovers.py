@@ -9,7 +9,8 @@ import logging
 import socket
 from pathlib import Path
 
-from alignflow.runtime.atomic import pid_alive, remove_dead_temps
+from alignflow.runtime.atomic import remove_dead_temps
+from pipelines.atomic import pid_alive
 from alignflow.runtime.fingerprint import _stage_info
 
 log = logging.getLogger("alignflow.stage")

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from alignflow.runtime.atomic import write_text_atomic
+from pipelines.atomic import write_text_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.param_schema import check_params
 from pipelines.data.text import TextFileError, read_text

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from alignflow.runtime import tracking
-from alignflow.runtime.atomic import remove_dead_temps, replace_dir, write_json_atomic
+from alignflow.runtime.atomic import remove_dead_temps
 from alignflow.runtime.errors import AlignflowError, ParamsError
 from alignflow.runtime.params import flatten, load_params, section
 from alignflow.runtime.fingerprint import _stage_info, content_digest, loaded_code_digest
@@ -54,6 +54,7 @@ from alignflow.runtime.leftovers import HOST_TAG, PID_TAG, mark_dead_runs_killed
 from alignflow.runtime.machine import machine_dir_rel
 from alignflow.runtime.paths import checkpoints_dir, repo_root
 from alignflow.runtime.stage_paths import StagePaths, parse_stage_args
+from pipelines.atomic import replace_dir, write_json_atomic
 
 log = logging.getLogger("alignflow.runtime.stage")
 BAD_INPUT_EXIT = 2

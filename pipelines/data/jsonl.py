@@ -1,7 +1,7 @@
 """JSON-lines reading and atomic writing shared by every data stage.
 
-Writes go to a temp file in the target directory and are moved into place with `os.replace`, so
-a crashed or interrupted stage never leaves a half-written file that a later stage would trust.
+Writes go through `pipelines/atomic.py` (a temp file in the target directory moved into place with
+`os.replace`), so a crashed or interrupted stage never leaves a half-written file that a later stage would trust.
 Read errors name the file and the 1-based line so bad data can be fixed at the source. Reading is
 strict (pipelines/data/text.py): UTF-8 only (a byte-order mark is dropped), lines of at most
 `MAX_LINE_BYTES`, and no NaN or infinite numbers (`NaN`, `Infinity` and overflowing literals such as
@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from pipelines.atomic import write_text_atomic
 
 from .text import MAX_LINE_BYTES, TextFileError, iter_lines
 
 __all__ = ["JsonlError", "MAX_LINE_BYTES", "dumps_records", "iter_jsonl", "loads_strict", "read_jsonl",
-           "write_bytes_atomic", "write_jsonl_atomic", "write_text_atomic"]
+           "write_jsonl_atomic"]
 
 
 class JsonlError(TextFileError):
@@ -84,32 +85,9 @@ def dumps_records(records: Iterable[dict[str, Any]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
-    """Write bytes so readers see either the old file or the complete new one, never a mix."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return target
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """UTF-8 text through `write_bytes_atomic`."""
-    return write_bytes_atomic(text.encode("utf-8"), path)
-
-
 def write_jsonl_atomic(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Validate and write records as JSON lines atomically; returns the written path."""
-    return write_text_atomic(dumps_records(records), path)
+    return write_text_atomic(path, dumps_records(records))
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from pipelines.models.safe_weights import require_safetensors
@@ -102,3 +103,22 @@ def load_causal_lm(path: str):
 def count_parameters(model, trainable_only: bool = False) -> int:
     """Number of (unique) parameters; tied embeddings are counted once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def causal_lm_loss(model, batch) -> tuple[torch.Tensor, dict]:
+    """The training loop's ``loss_fn`` for causal LMs: mean next-token NLL over labels != -100.
+
+    ``batch`` is a dict with ``input_ids``, optional ``attention_mask`` and ``labels``
+    (defaults to ``input_ids``), or a bare LongTensor of packed blocks.
+    """
+    if torch.is_tensor(batch):
+        batch = {"input_ids": batch}
+    labels = batch.get("labels", batch["input_ids"])
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    n = int((targets != -100).sum())
+    if n == 0:  # keep the graph connected so backward() still works
+        return logits.sum() * 0.0, {"loss": 0.0, "target_tokens": 0.0}
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+    return loss, {"loss": float(loss.detach()), "target_tokens": float(n)}

@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from pipelines.rlhf.rewards import RewardNormalizer, ScoreFn
 from pipelines.rlhf.rollout import Rollout, forward_logprobs, position_ids, sample_rollout, token_logprobs
-from pipelines.training.loop import TrainConfig, make_backend, set_seed
+from pipelines.training.backends import make_backend
+from pipelines.training.config import TrainConfig
+from pipelines.training.rng import set_seed
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data.jsonl import write_bytes_atomic
+from pipelines.atomic import write_bytes_atomic
 
 from .scene import Scene
 
@@ -73,7 +73,7 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
         raise ValueError(f"expected uint8 [H, W, 3], got {array.dtype} {list(array.shape)}")
     buffer = io.BytesIO()
     Image.fromarray(array, mode="RGB").save(buffer, format="PNG")
-    return write_bytes_atomic(buffer.getvalue(), path)
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _open_within_limits(path: str | os.PathLike):

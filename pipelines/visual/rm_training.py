@@ -18,7 +18,8 @@ from pipelines.models.reward.visual import VisualRewardModel, pairwise_loss
 from pipelines.models.vlm.encoding import collate_pairs
 from pipelines.models.vlm.llava import load_vlm
 from pipelines.training.config import TrainConfig
-from pipelines.training.loop import set_seed, train
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 
 PHASES = ("text", "caption", "visual")
 # variant -> (selection method for the auxiliary data, phases in training order)

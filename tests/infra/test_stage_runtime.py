@@ -159,7 +159,7 @@ def test_temporary_names_carry_the_writer_pid(tmp_path, monkeypatch):
     """Cleanup can only tell dead writers' files apart if every temporary name holds the PID."""
     import tempfile
 
-    from alignflow.runtime.atomic import atomic_dir, write_text_atomic
+    from pipelines.atomic import atomic_dir, write_text_atomic
 
     seen = []
     real = tempfile.mkstemp

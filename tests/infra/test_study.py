@@ -1,4 +1,5 @@
-"""Study specs are checked, grids expand, seeds aggregate into t-intervals, claims get honest verdicts."""
+"""Study specs are checked, grids expand, and the spec-level wrappers hand the right values to the statistics
+(pipelines/evaluation/studies.py, tested in tests/evaluation/test_studies.py)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import pytest
 import yaml
 
 from alignflow.runtime.errors import ParamsError
-from alignflow.study import cell_name, cells, judge_claims, load_spec, markdown, summarise, t_interval
+from alignflow.study import cell_name, cells, judge_claims, load_spec, markdown, summarise
 
 SPEC = {
     "name": "toy",
@@ -63,13 +64,6 @@ def test_a_study_name_cannot_write_outside_its_report_folder(tmp_path, name):
     stages' machine-facts folder."""
     with pytest.raises(ParamsError, match="must be letters"):
         _spec(tmp_path, name=name)
-
-
-def test_t_interval_matches_the_textbook_formula():
-    mean, low, high = t_interval([1.0, 2.0, 3.0])
-    assert mean == 2.0
-    assert math.isclose(high - mean, 4.302652729911275 * 1.0 / math.sqrt(3), rel_tol=1e-9)
-    assert math.isnan(t_interval([5.0])[1])
 
 
 def test_verdicts_reproduced_reversed_inconclusive(tmp_path):

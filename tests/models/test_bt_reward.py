@@ -8,7 +8,8 @@ import torch
 
 from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_ids, bt_loss, collate_bt
 from pipelines.models.causal_lm import build_llama
-from pipelines.training.loop import TrainConfig, train
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
 
 MARKER = " wow wow"
 MAX_LEN = 80

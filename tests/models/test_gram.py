@@ -25,7 +25,8 @@ from pipelines.models.reward import (
 from pipelines.models.reward.judge import judge_tokens, min_judge_length
 from pipelines.models.reward.selection import knockout_many, pairwise_scores, rank_by_scores
 from pipelines.models.reward.truncation import allocate, fair_shares
-from pipelines.training.loop import TrainConfig, train
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
 
 MARKER = " wow wow"
 MAX_LEN = 112

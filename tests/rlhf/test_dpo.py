@@ -6,7 +6,8 @@ import torch
 
 from pipelines.models.causal_lm import build_llama
 from pipelines.rlhf.dpo import _fit, add_reference_logprobs, collate_dpo, dpo_examples, dpo_loss, sequence_logprobs
-from pipelines.training.loop import TrainConfig, train
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
 from tests.models.conftest import TINY_MODEL
 
 RECORDS = [{"prompt": "the cat sees a red box", "chosen": "a dog reads", "rejected": "the robot the robot paints"},

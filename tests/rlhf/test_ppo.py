@@ -7,7 +7,7 @@ from pipelines.rlhf.ppo import (PPOConfig, PolicyWithValue, gae, kl_penalised_re
                                 train_ppo)
 from pipelines.rlhf.rewards import RewardNormalizer
 from pipelines.rlhf.rollout import forward_logprobs, sample_rollout
-from pipelines.training.loop import TrainConfig
+from pipelines.training.config import TrainConfig
 from pipelines.models.causal_lm import build_llama
 from tests.models.conftest import TINY_MODEL
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..jsonl import dumps_records, write_text_atomic
+from pipelines.atomic import write_text_atomic
+
+from ..jsonl import dumps_records
 from .schema import validate_splits
 
 
@@ -13,4 +15,4 @@ def write_world(splits: dict[str, list[dict]], out_dir: str | os.PathLike) -> di
     """Write `<split>.jsonl` for every split; nothing is written unless all splits are valid."""
     validate_splits(splits)
     payloads = {name: dumps_records(records) for name, records in splits.items()}
-    return {name: write_text_atomic(text, Path(out_dir) / f"{name}.jsonl") for name, text in payloads.items()}
+    return {name: write_text_atomic(Path(out_dir) / f"{name}.jsonl", text) for name, text in payloads.items()}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.models.reward.gram import GenerativeRewardModel, lm_pair_logits
-from pipelines.training.loop import causal_lm_loss
+from pipelines.models.causal_lm import causal_lm_loss
 
 
 def label_smoothed_pair_loss(logit_w: torch.Tensor, logit_l: torch.Tensor, eps: float = 0.1) -> torch.Tensor:

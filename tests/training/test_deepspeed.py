@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from pipelines.data.lm_data import collate_blocks, pack_corpus
-from pipelines.models.causal_lm import build_llama
-from pipelines.training.loop import TrainConfig, causal_lm_loss, deepspeed_config, train
+from pipelines.models.causal_lm import build_llama, causal_lm_loss
+from pipelines.training.backends import deepspeed_config
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
 
 
 def test_deepspeed_config_translation():

@@ -15,14 +15,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from pipelines.training import loop
-from pipelines.training.loop import TrainConfig, train
+from pipelines.training import checkpoints
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
 from tests.project import REPO
 
 TOY_PARAMS = {"seed": 5, "profile": "unit",
               "toy": {"train": {"lr": 0.01, "max_steps": 12, "batch_size": 8, "checkpoint_every": 2,
                                 "keep_checkpoints": 2, "log_every": 3, "eval_every": 5, "warmup_steps": 2}}}
-DVC_YAML = {"stages": {"toy": {"cmd": "python -m tests.models.resumable_stage", "deps": ["data.txt"],
+DVC_YAML = {"stages": {"toy": {"cmd": "python -m tests.training.resumable_stage", "deps": ["data.txt"],
                                "params": ["seed", "toy"], "outs": ["out/toy"]}}}
 
 
@@ -45,7 +46,7 @@ def _env(root: Path, tracking: bool, **extra) -> dict:
 
 
 def _stage(root: Path, tracking: bool, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.models.resumable_stage"], cwd=root,
+    return subprocess.Popen([sys.executable, "-m", "tests.training.resumable_stage"], cwd=root,
                             env=_env(root, tracking, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -167,7 +168,7 @@ def test_corrupt_latest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog, d
         weights.write_bytes(bytes(raw))
     else:
         (latest / "state.json").write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="pipelines.training.loop"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.training.checkpoints"):
         resumed, result = _train(ckpt, max_steps=8)
     assert result.resumed_from_step == 4
     assert any("skipping corrupt checkpoint" in r.message and "step_00000006" in r.message for r in caplog.records)
@@ -182,7 +183,7 @@ def test_all_checkpoints_corrupt_starts_from_scratch(tmp_path, caplog):
     _train(ckpt, max_steps=4, keep_checkpoints=2)
     for state in ckpt.glob("step_*/state.json"):
         state.write_text("")
-    with caplog.at_level(logging.WARNING, logger="pipelines.training.loop"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.training.checkpoints"):
         model, result = _train(ckpt, max_steps=4, keep_checkpoints=2)
     assert result.resumed_from_step is None and len([r for r in caplog.records if "corrupt" in r.message]) == 2
     straight, _ = _train(tmp_path / "straight", max_steps=4)
@@ -192,10 +193,10 @@ def test_all_checkpoints_corrupt_starts_from_scratch(tmp_path, caplog):
 def test_checkpoint_is_fsynced_before_older_ones_are_rotated_out(tmp_path, monkeypatch):
     """Fails if rotation can delete the last good checkpoint before the new one is durable on disk."""
     events = []
-    monkeypatch.setattr(loop, "fsync_tree", lambda p: events.append(("fsync", Path(p).name)))
-    monkeypatch.setattr(loop, "fsync_dir", lambda p: events.append(("fsync_dir", Path(p).name)))
-    real_rmtree = loop.shutil.rmtree
-    monkeypatch.setattr(loop.shutil, "rmtree",
+    monkeypatch.setattr(checkpoints, "fsync_tree", lambda p: events.append(("fsync", Path(p).name)))
+    monkeypatch.setattr(checkpoints, "fsync_dir", lambda p: events.append(("fsync_dir", Path(p).name)))
+    real_rmtree = checkpoints.shutil.rmtree
+    monkeypatch.setattr(checkpoints.shutil, "rmtree",
                         lambda p, *a, **k: (events.append(("rmtree", Path(p).name)), real_rmtree(p, *a, **k)))
     _train(tmp_path / "ckpt", max_steps=6, keep_checkpoints=1)
     assert ("rmtree", "step_00000002") in events

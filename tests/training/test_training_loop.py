@@ -5,8 +5,9 @@ import torch
 
 from pipelines.data.lm_data import collate_blocks, pack_corpus
 from pipelines.evaluation.perplexity import perplexity
-from pipelines.models.causal_lm import build_llama
-from pipelines.training.loop import TrainConfig, causal_lm_loss, train
+from pipelines.models.causal_lm import build_llama, causal_lm_loss
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_model
 
 from alignflow.runtime.stage import StageContext, stage_main
-from pipelines.training.loop import TrainConfig, set_seed, train
+from pipelines.training.config import TrainConfig
+from pipelines.training.loop import train
+from pipelines.training.rng import set_seed
 
 
 class TinyNet(torch.nn.Module):

@@ -1,0 +1,54 @@
+"""Study statistics from plain values: t-intervals over seeds, oriented differences, verdicts, report text."""
+from __future__ import annotations
+
+import math
+
+from pipelines.evaluation.studies import Claim, claims_markdown, group_keys, judge_claims, summarise, t_interval, verdict
+
+GRID = {"seed": [0, 1, 2], "size": [1000, 250]}
+
+
+def _rows(diffs_by_size: dict) -> list[dict]:
+    return [{"seed": seed, "size": size, "A|acc": 0.5 + d, "B|acc": 0.5}
+            for size, diffs in diffs_by_size.items() for seed, d in enumerate(diffs)]
+
+
+def test_t_interval_matches_the_textbook_formula():
+    """Breaks if the interval used a normal quantile, the population stdev, or gave one seed an interval."""
+    mean, low, high = t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert math.isclose(high - mean, 4.302652729911275 * 1.0 / math.sqrt(3), rel_tol=1e-9)
+    assert math.isclose(mean - low, high - mean)
+    assert math.isnan(t_interval([5.0])[1]) and math.isnan(t_interval([5.0])[2])
+
+
+def test_verdict_needs_the_whole_interval_on_one_side():
+    """Breaks if a verdict were called from the mean alone (an interval straddling 0 is inconclusive)."""
+    assert verdict(0.01, 0.2) == "reproduced"
+    assert verdict(-0.2, -0.01) == "reversed"
+    assert verdict(-0.01, 0.2) == "inconclusive"
+    assert verdict(math.nan, math.nan) == "one seed: no interval"
+
+
+def test_claims_are_judged_per_setting_with_lower_is_better_oriented():
+    """Breaks if settings were pooled, sorted as strings (1000 before 250), or lower_is_better ignored."""
+    rows = _rows({1000: [0.10, 0.11, 0.12], 250: [-0.10, -0.11, -0.12]})
+    keys = group_keys(GRID, "seed")
+    assert keys == ["size"]
+    higher = judge_claims(rows, keys, [Claim("A wins", ("A", "acc"), ("B", "acc"))])
+    assert [(c["size"], c["verdict"], c["n_seeds"]) for c in higher] == [(250, "reversed", 3), (1000, "reproduced", 3)]
+    assert math.isclose(higher[1]["difference"], 0.11)
+    lower = judge_claims(rows, keys, [Claim("A lower", ("A", "acc"), ("B", "acc"), lower_is_better=True)])
+    assert [c["verdict"] for c in lower] == ["reproduced", "reversed"]
+
+
+def test_summary_skips_missing_values_and_the_report_lists_every_row():
+    """Breaks if a missing metric (a failed cell) counted as a seed or a summary row fell out of the report."""
+    rows = _rows({1000: [0.1, 0.2, 0.3]})
+    rows[0]["B|acc"] = None
+    summary = summarise(rows, ["size"], ["A", "B"], ["acc"])
+    assert [(s["model"], s["n_seeds"]) for s in summary] == [("A", 3), ("B", 2)]
+    assert math.isclose(summary[0]["mean"], 0.7)
+    claims = judge_claims(rows, ["size"], [Claim("A wins", ("A", "acc"), ("B", "acc"))])
+    text = claims_markdown("toy", "A toy.", GRID, "seed", summary, claims)
+    assert "| A wins | 1000 | 0.250 |" in text and "| A | acc | 1000 | 0.700 |" in text and "| B | acc | 1000 |" in text
