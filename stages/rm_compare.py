@@ -21,6 +21,8 @@ from pipelines.models.reward import registry
 from pipelines.rlhf.best_of_n import picks_by_chooser
 from stages.reward_common import add_named_paths, named_paths, relative
 
+INPUTS = ("pool", "picks")
+
 
 def run(ctx: StageContext) -> None:
     ctx.use_seed("reward_seed")
@@ -75,10 +77,10 @@ def _score_extra(ctx: StageContext, extra: dict, models: dict, batch: int) -> di
     return metrics
 
 
-def _options(parser) -> None:
+def options(parser) -> None:
     add_named_paths(parser, "metrics", "metrics.json of each reward model in the table")
     add_named_paths(parser, "reward-models", "folders of the best-of-n choosers (scored on rm_compare.extra_eval)")
 
 
 if __name__ == "__main__":
-    stage_main("rm_compare", run, inputs=("pool", "picks"), outputs=("out",), configure=_options)
+    stage_main("rm_compare", run, inputs=INPUTS, outputs=("out",), configure=options)
