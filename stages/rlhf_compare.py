@@ -31,12 +31,11 @@ def run(ctx: StageContext) -> None:
     ppo = {folder.name: (_json(folder / "metrics.json"), _read_csv(folder / "plots" / "overopt.csv"))
            for folder in ctx.inputs("ppo")}
     bon = ctx.input("best_of_n")
-    bon_metrics = _json(bon / "metrics.json")
+    bon_metrics, bon_curve = _json(bon / "metrics.json"), _read_csv(bon / "plots" / "best_of_n.csv")
     proxies = list(ctx.block("rlhf")["reward_models"])
-    names = {*proxies, *best_of_n_choosers(bon_metrics), *(m["reward_model"] for m, _ in ppo.values())}
+    names = {*proxies, *best_of_n_choosers(bon_curve), *(m["reward_model"] for m, _ in ppo.values())}
     titles = {name: (registry.get(name).title, registry.get(name).pick_rule) for name in names}
-    report = compare_policies(ppo, _json(ctx.input("dpo") / "metrics.json"), bon_metrics,
-                              _read_csv(bon / "plots" / "best_of_n.csv"), proxies, titles)
+    report = compare_policies(ppo, _json(ctx.input("dpo") / "metrics.json"), bon_metrics, bon_curve, proxies, titles)
     out = ctx.output("out")
     plot_overoptimisation(report.series, out / "plots" / "overoptimisation.png", sft_gold=report.sft_gold)
     write_csv(flat_curve(report.series), out / "plots" / "overoptimisation.csv", ["method", "sqrt_kl", "gold", "proxy_gain"])

@@ -5,12 +5,10 @@ and how to name each reward model (`titles`: name -> (title, pick rule), e.g. "G
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 METRIC_KEYS = ("gold", "gold_gain_vs_sft", "gold_gain_vs_sft_ci95_low", "win_rate_vs_sft", "kl")
-_BON_KEY = re.compile(r"^(?P<rm>[^/]+)/n(?P<n>\d+)/")
 
 
 @dataclass
@@ -40,14 +38,9 @@ def policy_table(policies: Mapping[str, Mapping], proxies: Sequence[str], titles
     return "\n".join(lines) + "\n"
 
 
-def best_of_n_choosers(bon_metrics: Mapping) -> dict[str, int]:
-    """chooser -> largest n, from best-of-n's "<chooser>/n<n>/<metric>" keys (first-seen order)."""
-    found: dict[str, int] = {}
-    for key in bon_metrics:
-        match = _BON_KEY.match(key)
-        if match:
-            found[match["rm"]] = max(found.get(match["rm"], 0), int(match["n"]))
-    return found
+def best_of_n_choosers(bon_curve: Sequence[Mapping]) -> list[str]:
+    """The choosers of best-of-n's curve rows, in the order the stage ran them (its CSV columns "<chooser>_proxy")."""
+    return [key[: -len("_proxy")] for key in (bon_curve[0] if bon_curve else {}) if key.endswith("_proxy")]
 
 
 def _slug(label: str) -> str:
@@ -59,8 +52,8 @@ def compare_policies(ppo: Mapping[str, tuple[Mapping, list[dict]]], dpo: Mapping
                      bon_curve: list[dict], proxies: Sequence[str],
                      titles: Mapping[str, tuple[str, str]]) -> PolicyReport:
     """`ppo`: run name -> (metrics, over-optimisation curve rows); `bon_curve`: best-of-n's CSV rows."""
-    choosers = best_of_n_choosers(bon_metrics)
-    top_n = max(choosers.values())
+    choosers = best_of_n_choosers(bon_curve)
+    top_n = int(max(r["n"] for r in bon_curve))
     at = lambda rm, n: {k.split("/", 2)[2]: v for k, v in bon_metrics.items() if k.startswith(f"{rm}/n{n}/")}
     ppo_label = {name: f"PPO, {titles[m['reward_model']][0]} reward" for name, (m, _) in ppo.items()}
     policies = {ppo_label[name]: dict(m) for name, (m, _) in ppo.items()}
