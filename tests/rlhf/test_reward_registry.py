@@ -119,3 +119,30 @@ def test_a_registered_toy_model_joins_best_of_n_and_the_comparison(toy, project)
     assert "best_of_n/bt/n4" in compare
     with open(project / "models/rm_compare/plots/best_of_n.csv") as fh:
         assert csv.DictReader(fh).fieldnames == ["n", "bt", "toy", "oracle", "single_sample", "kl_bound"]
+
+
+def test_named_model_folders_are_checked(tmp_path):
+    """Fails if a malformed `--reward-models` pair or a missing folder got past the stage's start."""
+    from stages.reward_common import named_paths
+
+    (tmp_path / "models/bt").mkdir(parents=True)
+    paths = StagePaths((), ())
+    _, args = parse_stage_args("best_of_n", ["--reward-models", "bt=models/bt"], paths, policy_options)
+    ctx = StageContext("best_of_n", tmp_path, {}, None, args=args, paths=paths)
+    assert named_paths(ctx, "reward-models") == {"bt": (tmp_path / "models/bt").resolve()}
+    ctx.args.reward_models = ["models/bt"]
+    with pytest.raises(ValueError, match="expects NAME=PATH"):
+        named_paths(ctx, "reward-models")
+    ctx.args.reward_models = ["gram=models/gram"]
+    with pytest.raises(FileNotFoundError, match="gram=models/gram does not exist"):
+        named_paths(ctx, "reward-models")
+
+
+def test_picks_must_cover_the_pool():
+    """Fails if rm_compare could silently draw a curve from picks made on another pool."""
+    from pipelines.rlhf.best_of_n import picks_by_chooser
+
+    picks = [{"reward_model": "toy", "n": 2, "id": "a", "pick": 1}, {"reward_model": "toy", "n": 2, "id": "b", "pick": 0}]
+    assert picks_by_chooser(picks, ["b", "a"]) == {"toy": {2: [0, 1]}}
+    with pytest.raises(ValueError, match="lack pool prompt 'c'"):
+        picks_by_chooser(picks, ["a", "c"])
