@@ -48,26 +48,23 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def ppo_run(args, lm, tok, prompts) -> dict:
-    from pipelines.models.bt_reward import BTRewardModel
-    from pipelines.models.reward import GenerativeRewardModel
-    from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, train_ppo
-    from pipelines.rlhf.rewards import bt_score_fn, gram_score_fn
-    from pipelines.training.config import TrainConfig
-    from stages.policy_common import greedy_references
+    from pipelines.models.reward import registry
+    from pipelines.rlhf.heldout import greedy_references
+    from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, optimizer_config, train_ppo
 
     ref = copy.deepcopy(lm).eval()
     if args.reward == "gram":
         refs = greedy_references(ref, tok, {"max_new_tokens": args.max_new_tokens, "batch_size": 64})
         refs.ensure(prompts[: args.batch_size * (args.steps + 1)])  # references are setup, not PPO work
-        score = gram_score_fn(GenerativeRewardModel.load(args.gram), refs)
+        score = registry.load("gram", args.gram, references=refs).score
     else:
-        score = bt_score_fn(BTRewardModel.load(args.bt))
+        score = registry.load("bt", args.bt).score
     policy = PolicyWithValue(lm)
-    optim = TrainConfig(lr=1e-4, weight_decay=0.0, warmup_steps=0)
 
     def run(steps: int):
         cfg = PPOConfig(steps=steps, batch_size=args.batch_size, minibatch_size=min(16, args.batch_size),
                         max_new_tokens=args.max_new_tokens, eval_every=0)
+        optim = optimizer_config({"lr": 1e-4, "weight_decay": 0.0, "warmup_steps": 0}, cfg, "benchmark optim")
         return train_ppo(policy, ref, tok, prompts, score, cfg, optim, progress=False)
 
     run(1)  # warm-up iteration
@@ -81,11 +78,11 @@ def ppo_run(args, lm, tok, prompts) -> dict:
 
 
 def generation_run(args, lm, tok, prompts) -> dict:
-    from pipelines.evaluation.sampling import _left_pad
+    from pipelines.evaluation.sampling import left_pad
     from pipelines.rlhf.rollout import encode_queries, sample_rollout
 
     batch = prompts[: args.batch_size]
-    ids, mask = _left_pad(encode_queries(tok, batch), tok.pad_token_id)
+    ids, mask = left_pad(encode_queries(tok, batch), tok.pad_token_id)
     # Same prompts, sampling settings and seed, so all three generate the same tokens and stop alike.
     common = dict(max_new_tokens=args.max_new_tokens, do_sample=True, top_k=0, top_p=1.0, pad_token_id=tok.pad_token_id)
 

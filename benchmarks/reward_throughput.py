@@ -41,7 +41,7 @@ def _timed(fn) -> float:
 
 def train_ours(kind: str, args, records) -> float:
     """Seconds for `steps` optimizer steps of our loop (after one warm-up step)."""
-    from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_loss, collate_bt
+    from pipelines.models.reward.bt import BTRewardModel, bt_examples, bt_loss, collate_bt
     from pipelines.models.causal_lm import load_causal_lm
     from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_stage2_loss, preference_examples
     from pipelines.models.tokenizer import load_tokenizer
@@ -78,7 +78,7 @@ def train_trl(args, records) -> float:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from pipelines.models.bt_reward import bt_examples
+    from pipelines.models.reward.bt import bt_examples
 
     model, tok = trl_model(args)
     rows = [{"chosen_ids": ex["chosen_ids"].tolist(), "rejected_ids": ex["rejected_ids"].tolist()}
@@ -98,7 +98,7 @@ def train_trl(args, records) -> float:
 
 
 def score_ours(kind: str, args, records) -> float:
-    from pipelines.models.bt_reward import BTRewardModel
+    from pipelines.models.reward.bt import BTRewardModel
     from pipelines.models.causal_lm import load_causal_lm
     from pipelines.models.reward import GenerativeRewardModel
     from pipelines.models.tokenizer import load_tokenizer
@@ -112,7 +112,7 @@ def score_ours(kind: str, args, records) -> float:
 
 def score_trl(args, records) -> float:
     """The HF way to score with a TRL-trained RM: a padded forward of the classification model."""
-    from pipelines.models.bt_reward import bt_examples
+    from pipelines.models.reward.bt import bt_examples
 
     model, tok = trl_model(args)
     model.eval()

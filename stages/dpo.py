@@ -12,13 +12,15 @@ from functools import partial
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5
+from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.models.causal_lm import save_causal_lm
 from pipelines.rlhf.dpo import add_reference_logprobs, collate_dpo, dpo_examples, dpo_loss
+from pipelines.rlhf.heldout import evaluate_policy, greedy_references
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, train_config
-from stages.policy_common import evaluate_policy, gold_gate, greedy_references, load_sft, proxy_scorers
-from stages.reward_common import train_records
+from stages.policy_common import POLICY_INPUTS, gold_gate, load_sft, policy_options, read_pool, reward_scorers
+from stages.reward_common import relative
 
 
 def run(ctx: StageContext) -> None:
@@ -31,28 +33,32 @@ def run(ctx: StageContext) -> None:
     set_seed(ctx.seed)
     policy, tokenizer = load_sft(ctx)
     ref_lm = copy.deepcopy(policy).eval().requires_grad_(False)
-    examples = dpo_examples(train_records(ctx), tokenizer, int(p["max_length"]))
+    pairs = ctx.input("pairs")
+    examples = dpo_examples(read_jsonl(pairs), tokenizer, int(p["max_length"]))
     add_reference_logprobs(ref_lm, examples, tokenizer.pad_token_id, batch_size=int(p["ref_batch_size"]))
-    ctx.log_dataset(ctx.root / "data/prefs/train.jsonl", "training", "prefs_train")
-    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(ctx.root / "data/prefs/train.jsonl"),
-                                             file_md5(ctx.root / "models/sft/model/model.safetensors")))
+    ctx.log_dataset(pairs, "training", "prefs_train")
+    ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(pairs),
+                                             file_md5(ctx.input("sft") / "model.safetensors")))
     result = train(policy, examples, partial(dpo_loss, beta=beta), cfg, checkpoint_dir=str(ckpt),
                    collate_fn=partial(collate_dpo, pad_id=tokenizer.pad_token_id))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     policy.eval()
     rl = ctx.block("rlhf")
-    proxies = proxy_scorers(ctx, greedy_references(ref_lm, tokenizer, rl["eval"]), int(rl["eval"]["batch_size"]))
-    out = ctx.output("models/dpo")
-    metrics = evaluate_policy(ctx, policy, ref_lm, tokenizer, proxies, out)
+    proxies = reward_scorers(ctx, rl["reward_models"], batch_size=int(rl["eval"]["batch_size"]),
+                             references=greedy_references(ref_lm, tokenizer, rl["eval"]))
+    out = ctx.output("out")
+    rows, metrics = evaluate_policy(policy, ref_lm, tokenizer, read_pool(ctx), proxies, rl["eval"], ctx.seed)
+    write_jsonl_atomic(rows, out / "samples.jsonl")
     last = next((r for r in reversed(result.history) if "train_acc" in r), {})
     metrics.update({"train_pairs": len(examples), "train_steps": result.steps, "beta": beta,
                     "stopped_by_time_budget": result.stopped_by_time_budget,
                     "final_train_acc": last.get("train_acc")})
     metrics["gate"] = gold_gate(ctx, metrics)
     save_causal_lm(policy, tokenizer, str(out / "model"))
-    finish_trained_model(ctx, out, "models/dpo", result.history, "DPO", "train_acc", metrics)
+    finish_trained_model(ctx, out, relative(ctx, ctx.output_path("out")), result.history, "DPO", "train_acc", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    stage_main("dpo", run, blocks=("rlhf_seed", "dpo", "rlhf"))
+    stage_main("dpo", run, blocks=("rlhf_seed", "dpo", "rlhf"), inputs=(*POLICY_INPUTS, "pairs"), outputs=("out",),
+               configure=policy_options)

@@ -26,9 +26,9 @@ def run(ctx: StageContext) -> None:
     p = ctx.block("gram_pretrain")
     cfg = train_config(ctx, p, "gram_pretrain")
     set_seed(ctx.seed)
-    base = ctx.root / "models/base_lm/model"
+    base = ctx.input("base")
     model, tokenizer = load_causal_lm(str(base)), load_tokenizer(str(base))
-    pairs_path = ctx.root / "data/world/unlabeled_pairs.jsonl"
+    pairs_path = ctx.input("pairs")
     records = read_jsonl(pairs_path)
     n_val = min(int(p["n_val"]), max(1, len(records) // 10))
     examples = unlabeled_pair_examples(records, tokenizer, int(p["max_length"]))
@@ -45,7 +45,7 @@ def run(ctx: StageContext) -> None:
                    collate_fn=partial(collate_pad, pad_id=pad))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     final = evaluate(model)["val_ppl"]
-    out = ctx.output("models/gram_pretrain")
+    out = ctx.output("out")
     save_causal_lm(model, tokenizer, str(out / "model"))
     write_curves(out, result.history, "GRAM stage 1: unlabeled response pairs", "val_ppl")
     ctx.log_history(result.history, "train")
@@ -56,4 +56,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("gram_pretrain", run)
+    stage_main("gram_pretrain", run, inputs=("base", "pairs"), outputs=("out",))

@@ -1,87 +1,81 @@
-"""Stage `ppo_gram` / `ppo_bt`: PPO from the SFT policy against a trained reward model.
+"""Stage `ppo@<key>` (dvc.yaml `foreach`: ppo_gram, ppo_bt): PPO from the SFT policy against a trained reward model.
 
-`--reward gram`: a sample's reward is GRAM's swap-averaged probability that it beats the SFT policy's
-greedy response to the same prompt. `--reward bt`: the Bradley-Terry scalar. Both are standardised on
-the first rollout. The held-out curve (gold, proxy, KL every `ppo.eval_every` iterations) is the
-over-optimisation curve. Published as `policy-ppo-<reward>`; gate: gold gain over SFT, 95% CI above 0.
+`--reward NAME` names the reward model (a registry entry whose folder comes in `--reward-models`):
+GRAM's reward is its swap-averaged probability that a sample beats the SFT policy's greedy response to
+the same prompt, BT's its scalar. Rewards are standardised on the first rollout. The held-out curve
+(gold, proxy, KL every `ppo.eval_every` iterations) is the over-optimisation curve. Published as
+`policy-ppo-<reward>`; gate: gold gain over SFT, 95% CI above 0.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
-from pipelines.data.jsonl import read_jsonl
+from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.data.world import gold_reward
 from pipelines.evaluation.plots import write_csv
-from pipelines.evaluation.policy_eval import sample_policy
 from pipelines.models.causal_lm import save_causal_lm
-from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, train_ppo
-from pipelines.training.config import TrainConfig
+from pipelines.models.reward import registry
+from pipelines.rlhf.heldout import (curve_point_fn, distinct_prompts, evaluate_policy, greedy_references,
+                                    heldout_prompts)
+from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, optimizer_config, train_ppo
 from pipelines.training.rng import set_seed
 from stages.common import finish_trained_model
-from stages.policy_common import (evaluate_policy, gold_gate, greedy_references, heldout_prompts, load_sft,
-                                  proxy_scorers, train_prompts)
+from stages.policy_common import POLICY_INPUTS, gold_gate, load_sft, policy_options, read_pool, reward_scorers
+from stages.reward_common import relative
 
 CURVE_COLUMNS = ["step", "gold", "proxy", "kl", "sqrt_kl"]
 
 
-def _configs(ctx: StageContext, p: dict) -> tuple[PPOConfig, TrainConfig]:
+def _configs(ctx: StageContext, p: dict):
     body = {k: v for k, v in p.items() if k not in ("optim", "curve_prompts")}
     try:
         cfg = PPOConfig.from_dict({**body, "seed": ctx.seed})
-        optim = TrainConfig.from_dict({**p["optim"], "seed": ctx.seed})
     except (KeyError, TypeError, ValueError) as exc:
         raise ParamsError(f"params.yaml: ppo: {exc}") from exc
-    return cfg, optim
+    return cfg, optimizer_config(p["optim"], cfg)
 
 
-def curve_eval(ctx, policy_lm, ref_lm, tokenizer, score, n_prompts: int):
-    """gold, proxy and KL of one sample per held-out prompt: a point of the over-optimisation curve."""
-    ev = ctx.block("rlhf")["eval"]
-    prompts = heldout_prompts(ctx)[0][:n_prompts]
-
-    def evaluate(step: int) -> dict:
-        rows = sample_policy(policy_lm, ref_lm, tokenizer, prompts, 1, int(ev["max_new_tokens"]),
-                             float(ev["temperature"]), seed=ctx.seed + 17, batch_size=int(ev["batch_size"]),
-                             progress=False)
-        proxy = score([r["prompt"] for r in rows], [r["response"] for r in rows])
-        kl = sum(r["kl"] for r in rows) / len(rows)
-        return {"gold": sum(r["gold"] for r in rows) / len(rows), "proxy": float(proxy.mean()), "kl": kl,
-                "sqrt_kl": max(kl, 0.0) ** 0.5}
-    return evaluate
-
-
-def run(ctx: StageContext, reward: str) -> None:
-    name = f"ppo_{reward}"
+def run(ctx: StageContext) -> None:
+    reward = ctx.args.reward
     ctx.use_seed("rlhf_seed")
     p = ctx.block("ppo")
     cfg, optim = _configs(ctx, p)
     rl = ctx.block("rlhf")
+    n_train = int(rl["n_train_prompts"])
+    if n_train < 1:
+        raise ParamsError(f"params.yaml: rlhf.n_train_prompts must be >= 1, got {n_train}")
+    proxy_names = list(rl["reward_models"])
+    if reward not in proxy_names:
+        raise ParamsError(f"params.yaml: rlhf.reward_models must include the PPO reward {reward!r}")
     set_seed(ctx.seed)
     sft_lm, tokenizer = load_sft(ctx)
     ref_lm = copy.deepcopy(sft_lm).eval().requires_grad_(False)
     policy = PolicyWithValue(sft_lm)
     references = greedy_references(ref_lm, tokenizer, rl["eval"])
-    proxies = proxy_scorers(ctx, references, int(rl["eval"]["batch_size"]))
-    score = proxies[reward]
-    prompts = train_prompts(ctx, int(rl["n_train_prompts"]))
+    proxies = reward_scorers(ctx, proxy_names, batch_size=int(rl["eval"]["batch_size"]), references=references)
+    score = proxies[reward].score
+    sft_train = read_jsonl(ctx.input("prompts"))
+    prompts = distinct_prompts(sft_train, n_train)
     spec_of: dict = {}
-    for r in read_jsonl(ctx.root / "data/world/sft_train.jsonl"):
+    for r in sft_train:
         spec_of.setdefault(r["prompt"], r["spec"])
 
     def train_gold(idx, rollout) -> dict:
         golds = [gold_reward(spec_of[prompts[i]], t) for i, t in zip(idx, rollout.texts)]
         return {"train_gold": sum(golds) / len(golds)}
 
+    pool = read_pool(ctx)
+    curve_prompts = heldout_prompts(pool)[0][: int(p["curve_prompts"])]
     result = train_ppo(policy, ref_lm, tokenizer, prompts, score, cfg, optim,
-                       eval_fn=curve_eval(ctx, policy.lm, ref_lm, tokenizer, score, int(p["curve_prompts"])),
+                       eval_fn=curve_point_fn(policy.lm, ref_lm, tokenizer, curve_prompts, score, rl["eval"], ctx.seed),
                        on_rollout=train_gold)
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2), "phase_seconds": result.phase_seconds})
     policy.eval()
-    out = ctx.output(f"models/{name}")
-    metrics = evaluate_policy(ctx, policy.lm, ref_lm, tokenizer, proxies, out)
+    out = ctx.output("out")
+    rows, metrics = evaluate_policy(policy.lm, ref_lm, tokenizer, pool, proxies, rl["eval"], ctx.seed)
+    write_jsonl_atomic(rows, out / "samples.jsonl")
     metrics["proxy"] = metrics[f"proxy/{reward}"]
     curve = [r for r in result.history if "gold" in r]
     train_rows = [{**r, "loss": r["pg_loss"]} for r in result.history if "score_raw" in r]
@@ -100,16 +94,15 @@ def run(ctx: StageContext, reward: str) -> None:
     })
     metrics["gate"] = gold_gate(ctx, metrics)
     save_causal_lm(policy.lm, tokenizer, str(out / "model"))
-    finish_trained_model(ctx, out, f"models/{name}", train_rows, f"PPO against {reward.upper()} reward",
-                         "train_gold", metrics)
+    finish_trained_model(ctx, out, relative(ctx, ctx.output_path("out")), train_rows,
+                         f"PPO against {registry.get(reward).title} reward", "train_gold", metrics)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--reward", choices=("gram", "bt"), required=True)
-    args = ap.parse_args()
-    stage_main(f"ppo_{args.reward}", lambda ctx: run(ctx, args.reward), blocks=("rlhf_seed", "ppo", "rlhf"))
+def _options(parser) -> None:
+    parser.add_argument("--reward", required=True, help="the reward model PPO optimises (a registry name)")
+    policy_options(parser)
 
 
 if __name__ == "__main__":
-    main()
+    stage_main("ppo", run, blocks=("rlhf_seed", "ppo", "rlhf"), inputs=(*POLICY_INPUTS, "prompts"),
+               outputs=("out",), configure=_options)

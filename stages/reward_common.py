@@ -1,6 +1,7 @@
-"""What the reward-model stages share: the evaluation splits and how a model is scored on them."""
+"""What the reward-model stages share: the evaluation splits, how a model is scored on them, named model folders."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from alignflow.runtime.stage import StageContext
@@ -8,20 +9,20 @@ from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
 from pipelines.evaluation.reward_eval import evaluate_pairs, plot_reliability
 
-# split name -> world file; every reward model is measured on the same three.
-EVAL_SPLITS = {"test_id": "prefs_test_id.jsonl", "test_ood": "prefs_test_ood.jsonl",
-               "adapt_test": "prefs_adapt_test.jsonl"}
+# Every reward model is measured on the same three splits, passed as `--test-id PATH --test-ood PATH --adapt-test PATH`.
+EVAL_SPLITS = ("test_id", "test_ood", "adapt_test")
 
 
-def eval_records(ctx: StageContext, split_file: str, n: int) -> list[dict]:
-    return read_jsonl(ctx.root / "data/world" / split_file)[:n]
+def relative(ctx: StageContext, path: Path) -> str:
+    """A workspace path as dvc.yaml writes it (what metrics and gates record)."""
+    return path.relative_to(ctx.root).as_posix()
 
 
 def evaluate_reward_model(ctx: StageContext, scorer, out: Path, ev: dict) -> dict:
     """Harness metrics on every evaluation split, with reliability plots under out/plots."""
     metrics: dict = {}
-    for split, filename in EVAL_SPLITS.items():
-        records = eval_records(ctx, filename, int(ev["n_pairs"]))
+    for split in EVAL_SPLITS:
+        records = read_jsonl(ctx.input(split))[: int(ev["n_pairs"])]
         split_metrics, details = evaluate_pairs(scorer, records, split, seed=ctx.seed,
                                                 n_bootstrap=int(ev["bootstrap"]), batch_size=int(ev["batch_size"]))
         metrics.update({k: round(v, 5) if isinstance(v, float) else v for k, v in split_metrics.items()})
@@ -31,6 +32,22 @@ def evaluate_reward_model(ctx: StageContext, scorer, out: Path, ev: dict) -> dic
     return metrics
 
 
-def train_records(ctx: StageContext) -> list[dict]:
-    """The labeled preference pairs of the `prefs` stage (world or real data)."""
-    return read_jsonl(ctx.root / "data/prefs/train.jsonl")
+def add_named_paths(parser: argparse.ArgumentParser, option: str, what: str) -> None:
+    """`--OPTION NAME=PATH [NAME=PATH ...]`: model folders under the names profiles use (dvc.yaml passes them)."""
+    parser.add_argument(f"--{option}", dest=option.replace("-", "_"), nargs="+", default=[], metavar="NAME=PATH",
+                        help=f"{what}, relative to the repository root (from dvc.yaml)")
+
+
+def named_paths(ctx: StageContext, option: str) -> dict[str, Path]:
+    """name -> absolute path from `--OPTION NAME=PATH ...`; a malformed pair or missing path is bad input."""
+    found: dict[str, Path] = {}
+    for pair in getattr(ctx.args, option.replace("-", "_")):
+        name, sep, rel = pair.partition("=")
+        if not sep or not name or not rel:
+            raise ValueError(f"stage '{ctx.name}': --{option} expects NAME=PATH, got {pair!r}")
+        path = (ctx.root / rel).resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"stage '{ctx.name}': --{option} {pair} does not exist "
+                                    f"(run the stage that writes it first)")
+        found[name] = path
+    return found

@@ -1,4 +1,4 @@
-"""Evaluate a policy against the gold reward: samples, KL to the reference, and paired comparison with SFT.
+"""Summarise a policy against the gold reward: KL to the reference, and paired comparison with SFT.
 
 Every policy (PPO, DPO, best-of-n) is summarised the same way on the same held-out prompts: gold
 reward (mean, 95% bootstrap interval over prompts), its paired gain over the SFT policy's samples of
@@ -8,41 +8,12 @@ the SFT policy (Monte-Carlo for sampled policies, analytic for best-of-n) and a 
 from __future__ import annotations
 
 import math
-import sys
 from collections import defaultdict
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from pipelines.data.world import gold_reward
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci
-from pipelines.rlhf.rollout import forward_logprobs, sample_rollout, sequence_kl
-
-
-@torch.no_grad()
-def sample_policy(policy, ref_model, tokenizer, prompts: Sequence[Mapping], n_per_prompt: int, max_new_tokens: int,
-                  temperature: float = 1.0, seed: int = 0, batch_size: int = 64, progress: bool = True,
-                  gold_fn: Callable[[dict, str], float] = gold_reward) -> list[dict]:
-    """``n_per_prompt`` samples per prompt with their gold reward and KL(policy || ref) estimate.
-
-    The KL estimate is the summed log-ratio of the sampled tokens under both models, both at the
-    sampling temperature: an unbiased estimate of the KL between the two sampling distributions.
-    """
-    flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n_per_prompt)]
-    rows: list[dict] = []
-    starts = range(0, len(flat), batch_size)
-    for b, start in enumerate(tqdm(starts, desc="policy eval", disable=not progress, file=sys.stderr)):
-        chunk = flat[start:start + batch_size]
-        rollout = sample_rollout(policy, tokenizer, [p["prompt"] for _, p in chunk], max_new_tokens, temperature,
-                                 seed=seed * 1_000_003 + b)
-        kl = sequence_kl(forward_logprobs(policy, rollout, temperature), forward_logprobs(ref_model, rollout, temperature),
-                         rollout.response_mask)
-        for (i, p), text, k in zip(chunk, rollout.texts, kl.tolist()):
-            rows.append({"prompt_index": i, "id": p.get("id", str(i)), "family": p.get("family", "all"),
-                         "prompt": p["prompt"], "response": text, "gold": float(gold_fn(p["spec"], text)), "kl": k})
-    return rows
 
 
 def _per_prompt(values: Sequence[float], index: Sequence[int], n_prompts: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from .reward_metrics import (
 )
 from .reward_plots import plot_best_of_n, plot_reliability
 
-__all__ = ["ChooseBest", "PairEvaluation", "PairScorer", "best_of_n_curve", "evaluate_pairs", "plot_best_of_n",
+__all__ = ["ChooseBest", "PairEvaluation", "PairScorer", "best_of_n_curve", "best_of_n_curve_from_picks", "evaluate_pairs", "plot_best_of_n",
            "plot_reliability", "score_pairs"]
 
 
@@ -31,7 +31,8 @@ class PairScorer(Protocol):
     A) and `p_order2` (y1 shown in position B). Discriminative models return three equal arrays.
     A scorer whose samples need more than the prompt text (an image) may instead define
     `prob_first_better_records(records)`, given the records themselves (chosen as y1); the
-    harness prefers it when present.
+    harness prefers it when present. A registry scorer returns `p` alone (a tensor): it stands for
+    all three, so its position bias reads 0.
     """
 
     def prob_first_better(self, prompts: list[str], ys1: list[str], ys2: list[str]) -> dict: ...
@@ -90,6 +91,8 @@ def score_pairs(scorer: PairScorer, records: Sequence[Mapping], batch_size: int 
         else:
             out = scorer.prob_first_better([r["prompt"] for r in batch], [r["chosen"] for r in batch],
                                            [r["rejected"] for r in batch])
+        if not isinstance(out, Mapping):
+            out = {"p": out}
         for key in parts:
             parts[key].append(_batch_output(out, key, len(batch)))
     return tuple(np.concatenate(parts[k]) for k in ("p", "p_order1", "p_order2"))  # type: ignore[return-value]
@@ -178,27 +181,37 @@ def best_of_n_curve(choose_best: ChooseBest, prompts: Sequence[Mapping], samples
                     gold_fn: Callable[[dict, str], float] = gold_reward) -> list[dict]:
     """Gold reward of the response a model picks among the first n samples, for each n.
 
-    Each row: n, gold_mean with its 95% bootstrap CI (over prompts), oracle_gold_mean (the gold
-    argmax among the same n, the ceiling for any chooser), first_sample_gold_mean (a random pick,
-    since samples are i.i.d.) and kl_bound = log n - (n-1)/n. For n == 1 the chooser is not
-    called: there is only one candidate. Gold rewards are computed once per sample.
+    For n == 1 the chooser is not called: there is only one candidate. Rows as in
+    `best_of_n_curve_from_picks`.
     """
     ns_list = _validate_bon_inputs(prompts, samples, ns)
+    prompt_texts = [p["prompt"] for p in prompts]
+    picks = {n: [0] * len(prompts) if n == 1 else choose_best(prompt_texts, [list(c[:n]) for c in samples])
+             for n in ns_list}
+    return best_of_n_curve_from_picks(picks, prompts, samples, seed=seed, n_bootstrap=n_bootstrap, gold_fn=gold_fn)
+
+
+def best_of_n_curve_from_picks(picks: Mapping[int, Sequence[int]], prompts: Sequence[Mapping],
+                               samples: Sequence[Sequence[str]], seed: int = 0, n_bootstrap: int = 1000,
+                               gold_fn: Callable[[dict, str], float] = gold_reward) -> list[dict]:
+    """The best-of-n curve of picks already made (n -> chosen index per prompt among the first n).
+
+    Each row: n, gold_mean with its 95% bootstrap CI (over prompts), oracle_gold_mean (the gold
+    argmax among the same n, the ceiling for any chooser), first_sample_gold_mean (a random pick,
+    since samples are i.i.d.) and kl_bound = log n - (n-1)/n. Gold rewards are computed once per sample.
+    """
+    ns_list = _validate_bon_inputs(prompts, samples, list(picks))
     top = ns_list[-1]
     gold = np.array([[gold_fn(p["spec"], s) for s in cands[:top]] for p, cands in zip(prompts, samples)],
                     dtype=np.float64)
-    prompt_texts = [p["prompt"] for p in prompts]
     rows = []
     for n in ns_list:
-        if n == 1:
-            picks = np.zeros(len(prompts), dtype=np.int64)
-        else:
-            picks = np.asarray(choose_best(prompt_texts, [list(c[:n]) for c in samples]), dtype=np.int64)
-            if picks.shape != (len(prompts),):
-                raise ValueError(f"choose_best returned {picks.size} picks for {len(prompts)} prompts (n={n})")
-            if (picks < 0).any() or (picks >= n).any():
-                raise ValueError(f"choose_best returned an index outside [0, {n}) for n={n}")
-        picked = gold[np.arange(len(prompts)), picks]
+        chosen = np.asarray(picks[n], dtype=np.int64)
+        if chosen.shape != (len(prompts),):
+            raise ValueError(f"choose_best returned {chosen.size} picks for {len(prompts)} prompts (n={n})")
+        if (chosen < 0).any() or (chosen >= n).any():
+            raise ValueError(f"choose_best returned an index outside [0, {n}) for n={n}")
+        picked = gold[np.arange(len(prompts)), chosen]
         mean, low, high = bootstrap_mean_ci(picked, n_bootstrap, seed)
         rows.append({"n": n, "gold_mean": mean, "gold_ci_low": low, "gold_ci_high": high,
                      "oracle_gold_mean": float(gold[:, :n].max(axis=1).mean()),

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from pipelines.data.template import format_prompt
 
 
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left padding keeps every prompt's last token at the same position for generate."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -56,7 +56,7 @@ def generate_responses(
             + tokenizer(format_prompt(p), add_special_tokens=False)["input_ids"]
             for p in chunk
         ]
-        input_ids, attention_mask = _left_pad(rows, pad)
+        input_ids, attention_mask = left_pad(rows, pad)
         kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad, use_cache=True)
         if temperature > 0:  # top-k / top-p only mean something when sampling
             kwargs.update(do_sample=True, temperature=float(temperature), top_k=int(top_k or 0), top_p=1.0)

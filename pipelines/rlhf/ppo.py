@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from pipelines.rlhf.rewards import RewardNormalizer, ScoreFn
 from pipelines.rlhf.rollout import Rollout, forward_logprobs, position_ids, sample_rollout, token_logprobs
+from pipelines.training.config import TrainConfig, config_from_block
 from pipelines.training.backends import make_backend
-from pipelines.training.config import TrainConfig
 from pipelines.training.rng import set_seed
 
 
@@ -173,6 +173,11 @@ class PromptStream:
         return out
 
 
+def optimizer_config(block: dict, cfg: PPOConfig, where: str = "ppo.optim") -> TrainConfig:
+    """The optimizer's TrainConfig from a params `optim` block: its length is the run's optimizer step count."""
+    return config_from_block(block, cfg.seed, where, max_steps=max(cfg.optimizer_steps, 1))
+
+
 def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[str], score_fn: ScoreFn,
               cfg: PPOConfig, optim: TrainConfig, eval_fn: Optional[EvalFn] = None,
               on_rollout: Optional[RolloutHook] = None, progress: bool = True) -> PPOResult:
@@ -184,7 +189,9 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
     """
     set_seed(cfg.seed)
     ref_model.eval().requires_grad_(False)
-    optim = TrainConfig.from_dict({**optim.to_dict(), "max_steps": max(cfg.optimizer_steps, 1), "seed": cfg.seed})
+    if optim.max_steps != max(cfg.optimizer_steps, 1) or optim.seed != cfg.seed:
+        raise ValueError(f"optimizer config has max_steps {optim.max_steps} and seed {optim.seed}; this PPO run "
+                         f"takes {max(cfg.optimizer_steps, 1)} steps with seed {cfg.seed} (build it with optimizer_config)")
     backend = make_backend(policy, optim)
     stream = PromptStream(len(prompts), cfg.seed)
     phases = {"generate": 0.0, "score": 0.0, "reference": 0.0, "update": 0.0, "eval": 0.0}

@@ -1,39 +1,18 @@
-"""Proxy rewards for RL: a reward model turned into one number per (prompt, response).
+"""Proxy rewards for RL: normalising a reward model's scores, and GRAM's reference responses.
 
-BT gives a scalar directly. GRAM is pairwise, so a response is scored by the swap-averaged
-probability that it beats a fixed reference response to the same prompt (here the SFT policy's
-greedy response), as GRAM's authors do for RL. Both are standardised with the mean and standard
-deviation measured on the initial policy's samples (as in Ziegler et al. 2019), so one KL
-coefficient means the same trade-off for either reward model.
+A reward model's `score` (see `pipelines.models.reward.registry`) gives one number per (prompt,
+response). Scores are standardised with the mean and standard deviation measured on the initial
+policy's samples (as in Ziegler et al. 2019), so one KL coefficient means the same trade-off for
+any reward model. GRAM scores against a reference response per prompt, kept in `ReferenceResponses`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import torch
 
 ScoreFn = Callable[[Sequence[str], Sequence[str]], torch.Tensor]
-
-
-def bt_score_fn(rm, batch_size: int = 32) -> ScoreFn:
-    """Scalar Bradley-Terry reward of each response."""
-    def score(prompts: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
-        return rm.rewards(list(prompts), list(texts), batch_size=batch_size).float()
-    return score
-
-
-def gram_score_fn(gram, references: Mapping[str, str], batch_size: int = 32) -> ScoreFn:
-    """P(response beats the prompt's reference response), swap-averaged, in [0, 1]."""
-    def score(prompts: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
-        if isinstance(references, ReferenceResponses):
-            references.ensure(prompts)
-        missing = [p for p in prompts if p not in references]
-        if missing:
-            raise KeyError(f"no GRAM reference response for {len(missing)} prompts, e.g. {missing[0]!r}")
-        refs = [references[p] for p in prompts]
-        return gram.prob_first_better(list(prompts), list(texts), refs, batch_size=batch_size)["p"].float()
-    return score
 
 
 @dataclass

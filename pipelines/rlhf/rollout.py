@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.data.template import format_prompt
-from pipelines.evaluation.sampling import _left_pad
+from pipelines.evaluation.sampling import left_pad
 
 
 @dataclass
@@ -60,7 +60,7 @@ def sample_rollout(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
     eos, pad = tokenizer.eos_token_id, _pad_id(tokenizer)
-    query_ids, query_mask = _left_pad(encode_queries(tokenizer, prompts), pad)
+    query_ids, query_mask = left_pad(encode_queries(tokenizer, prompts), pad)
     kwargs = dict(max_new_tokens=int(max_new_tokens), eos_token_id=eos, pad_token_id=pad, use_cache=True)
     if temperature > 0:  # plain ancestral sampling: no top-k / top-p truncation
         kwargs.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)

@@ -257,3 +257,30 @@ def test_plots_are_written_as_png(tmp_path):
     for name in ("rel/reliability.png", "bon.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000
+
+
+def test_a_registry_scorer_returning_p_alone_is_accepted():
+    """Fails if the harness refused registry scorers, whose prob_first_better gives a tensor of p only."""
+    import torch
+
+    class POnly:
+        def prob_first_better(self, prompts, ys1, ys2):
+            return torch.tensor([0.8 if len(a) > len(b) else 0.3 for a, b in zip(ys1, ys2)])
+
+    records = [{"prompt": "q", "chosen": "long answer", "rejected": "no"},
+               {"prompt": "q", "chosen": "x", "rejected": "longer"}]
+    p, p1, p2 = score_pairs(POnly(), records)
+    assert p.tolist() == pytest.approx([0.8, 0.3]) and (p1 == p).all() and (p2 == p).all()
+
+
+def test_best_of_n_curve_from_picks_matches_choosing_again():
+    """Fails if the curve computed from stored picks differed from the one computed by choosing."""
+    from pipelines.evaluation.reward_eval import best_of_n_curve_from_picks
+
+    prompts = [{"prompt": f"p{i}", "spec": {}} for i in range(3)]
+    samples = [["a", "bb", "ccc", "d"], ["eeee", "f", "gg", "h"], ["i", "j", "kk", "lll"]]
+    gold = lambda spec, s: float(len(s))
+    longest = lambda ts, cs: [max(range(len(c)), key=lambda i: len(c[i])) for c in cs]
+    chosen = best_of_n_curve(longest, prompts, samples, ns=(1, 2, 4), n_bootstrap=20, gold_fn=gold)
+    picks = {1: [0, 0, 0], 2: longest(None, [s[:2] for s in samples]), 4: longest(None, samples)}
+    assert best_of_n_curve_from_picks(picks, prompts, samples, n_bootstrap=20, gold_fn=gold) == chosen

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from pipelines.models.bt_reward import BTRewardModel, bt_examples, bt_ids, bt_loss, collate_bt
+from pipelines.models.reward.bt import BTRewardModel, bt_examples, bt_ids, bt_loss, collate_bt
 from pipelines.models.causal_lm import build_llama
 from pipelines.training.config import TrainConfig
 from pipelines.training.loop import train

@@ -1,6 +1,7 @@
 import pytest
 
-from pipelines.evaluation.policy_eval import sample_policy, summarize_policy
+from pipelines.evaluation.policy_eval import summarize_policy
+from pipelines.rlhf.heldout import sample_policy
 
 
 def _rows(golds):

@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from pipelines.rlhf.ppo import (PPOConfig, PolicyWithValue, gae, kl_penalised_rewards, masked_whiten, ppo_losses,
-                                train_ppo)
+                                optimizer_config, train_ppo)
 from pipelines.rlhf.rewards import RewardNormalizer
 from pipelines.rlhf.rollout import forward_logprobs, sample_rollout
-from pipelines.training.config import TrainConfig
 from pipelines.models.causal_lm import build_llama
 from tests.models.conftest import TINY_MODEL
 
@@ -76,7 +75,8 @@ def _run(tokenizer, prompts, steps=20, seed=0):
     cfg = PPOConfig(steps=steps, batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=10, kl_coef=0.01,
                     eval_every=8, seed=seed)
     evals = []
-    result = train_ppo(policy, ref, tokenizer, prompts * 4, short, cfg, TrainConfig(lr=1e-2, warmup_steps=0),
+    result = train_ppo(policy, ref, tokenizer, prompts * 4, short, cfg,
+                       optimizer_config({"lr": 1e-2, "warmup_steps": 0}, cfg),
                        eval_fn=lambda step: evals.append(step) or {"marker": step}, progress=False)
     return result, evals
 

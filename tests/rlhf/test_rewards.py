@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pipelines.rlhf.rewards import ReferenceResponses, bt_score_fn, gram_score_fn
+from pipelines.models.reward.scorers import BTScorer, GramScorer
+from pipelines.rlhf.rewards import ReferenceResponses
 
 
 class FakeGram:
@@ -17,18 +18,24 @@ class FakeBT:
 def test_references_are_generated_once_per_prompt():
     calls = []
     refs = ReferenceResponses(lambda ps: calls.append(list(ps)) or [p.upper() for p in ps])
-    score = gram_score_fn(FakeGram(), refs)
-    s = score(["ab", "cd", "ab"], ["long answer", "x", "yyy"])
+    scorer = GramScorer(FakeGram(), references=refs)
+    s = scorer.score(["ab", "cd", "ab"], ["long answer", "x", "yyy"])
     assert calls == [["ab", "cd"]] and refs == {"ab": "AB", "cd": "CD"}
     assert torch.allclose(s, torch.tensor([0.9, 0.1, 0.9]))
-    score(["cd", "ef"], ["a", "b"])
+    scorer.score(["cd", "ef"], ["a", "b"])
     assert calls == [["ab", "cd"], ["ef"]]
 
 
 def test_fixed_references_must_cover_every_prompt():
     with pytest.raises(KeyError, match="no GRAM reference"):
-        gram_score_fn(FakeGram(), {"a": "x"})(["a", "b"], ["y", "z"])
+        GramScorer(FakeGram(), references={"a": "x"}).score(["a", "b"], ["y", "z"])
+
+
+def test_gram_score_needs_references():
+    """Fails if GRAM scored without references silently (e.g. against empty strings)."""
+    with pytest.raises(ValueError, match="reference"):
+        GramScorer(FakeGram()).score(["a"], ["y"])
 
 
 def test_bt_scores_are_the_scalar_rewards():
-    assert bt_score_fn(FakeBT())(["p", "q"], ["abc", ""]).tolist() == [3.0, 0.0]
+    assert BTScorer(FakeBT()).score(["p", "q"], ["abc", ""]).tolist() == [3.0, 0.0]

@@ -1,4 +1,7 @@
-"""Reward models: GRAM (generative A/B judge) and its data, losses and selection helpers."""
+"""Reward models: GRAM (generative A/B judge), Bradley-Terry (`bt`), their data, losses and selection helpers.
+
+Every reward model is also an entry of `registry` (name -> load as a scorer); stages go through it.
+"""
 
 from pipelines.models.reward.data import collate_judge, preference_examples, unlabeled_pair_examples
 from pipelines.models.reward.gram import GenerativeRewardModel
