@@ -113,8 +113,6 @@ class StageContext:
 
     def output(self, key: str) -> Path:
         """An empty staging folder that becomes the output passed as `--KEY PATH` when the stage succeeds."""
-        if key not in self._paths.outputs and "/" in key:  # LEGACY: stages not yet passed their paths
-            return self._staging(key)
         return self._staging(self.output_path(key))
 
     # ---- outputs ------------------------------------------------------------------------
@@ -297,8 +295,6 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
     `configure` adds the stage's own options to the parser (read them from `ctx.args`).
     """
     paths = StagePaths(inputs, outputs)
-    if not (inputs or outputs or configure) and argv is None:  # LEGACY: stages not yet passed their paths
-        argv = [] if len(sys.argv) < 2 else [f"--stage={name}"]
     name, args = parse_stage_args(name, sys.argv[1:] if argv is None else argv, paths, configure,
                                   description=(sys.modules.get("__main__").__doc__ if argv is None else None))
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)

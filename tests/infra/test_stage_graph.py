@@ -31,27 +31,27 @@ def test_producers_consumers_and_downstream(graph):
     assert graph.producer_of("models/sft/model").name == "sft"
     assert graph.producer_of("README.md") is None
     assert "sft" in graph.consumers_of("data/world/sft_train.jsonl")
-    assert set(graph.downstream("sft")) == {"sft_samples", "rm_compare", "ppo_gram", "ppo_bt", "dpo", "best_of_n",
+    assert set(graph.downstream("sft")) == {"sft_samples", "rm_compare", "ppo@ppo_gram", "ppo@ppo_bt", "dpo", "best_of_n",
                                             "rlhf_compare", "lisa"}
-    assert {"sft", "gram_pretrain", "gram", "bt_rm", "gram_adapt"} <= set(graph.downstream("base_lm"))
-    speech = {"speech_corpus", "speech_vocab", "speech_features", "st_nast", "st_ar", "st_nast_nopae",
-              "st_nast_nocross", "st_nast_curriculum", "st_compare"}
+    assert {"sft", "gram_pretrain", "gram_finetune@gram", "bt_rm", "gram_adapt"} <= set(graph.downstream("base_lm"))
+    speech = {"speech_corpus", "speech_vocab", "speech_features", "st_train@st_nast", "st_train@st_ar", "st_train@st_nast_nopae",
+              "st_train@st_nast_nocross", "st_train@st_nast_curriculum", "st_compare"}
     assert speech <= set(graph.stages)  # the speech branch is independent of the alignment branch
     assert set(graph.downstream("world")) == set(graph.stages) - {"world", "external_inputs"} - speech
     # files named by params are fingerprinted upstream of exactly the stages that read them
     assert set(graph.direct_consumers("external_inputs")) == {"prefs", "tokenizer", "base_lm", "rm_compare",
                                                              "speech_corpus", "visual_world", "visual_policy"}
     assert set(graph.downstream("speech_corpus")) == speech - {"speech_corpus"}
-    visual = {"visual_world", "visual_policy", "visual_select", "rovrm", "rovrm_visual_only", "rovrm_ablations",
+    visual = {"visual_world", "visual_policy", "visual_select", "rovrm@rovrm", "rovrm@rovrm_visual_only", "rovrm_ablations",
               "rovrm_compare"}
     # the visual branch reads the text world's preference pairs (its text pool) and nothing else upstream
     assert set(graph.downstream("visual_world")) == visual - {"visual_world"}
     assert visual <= set(graph.downstream("prefs")) and not visual & set(graph.downstream("base_lm"))
-    assert set(graph.downstream("visual_select")) == {"rovrm", "rovrm_visual_only", "rovrm_ablations", "rovrm_compare"}
-    assert graph.order(["gram"]) == ["external_inputs", "world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram"]
+    assert set(graph.downstream("visual_select")) == {"rovrm@rovrm", "rovrm@rovrm_visual_only", "rovrm_ablations", "rovrm_compare"}
+    assert graph.order(["gram_finetune@gram"]) == ["external_inputs", "world", "prefs", "tokenizer", "base_lm", "bt_rm", "gram_pretrain", "gram_finetune@gram"]
 
 
 def test_registered_stages_declare_their_model(graph):
-    for name in ("base_lm", "sft", "gram", "bt_rm"):
+    for name in ("base_lm", "sft", "gram_finetune@gram", "bt_rm"):
         reg = graph.stages[name].registry
         assert reg["metrics"].startswith(graph.stages[name].outs[0])

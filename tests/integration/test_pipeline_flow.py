@@ -87,7 +87,7 @@ def test_registry_aliases_follow_the_gates(project):
             "policy-dpo", "reward-visual", "reward-visual-baseline"} <= set(PUBLISHED.values())
     for stage, name in PUBLISHED.items():
         published = outcomes[stage]["published"]
-        gate = json.loads((root / f"models/{stage}/metrics.json").read_text())["gate"]
+        gate = json.loads((root / GRAPH.stages[stage].registry["metrics"]).read_text())["gate"]
         assert str(client.get_model_version_by_alias(name, "candidate").version) == published["version"]
         aliases = client.get_registered_model(name).aliases
         assert ("champion" in aliases) == bool(gate["passed"]) == published["champion"]
@@ -119,7 +119,7 @@ def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     params["rm_compare"]["extra_eval"]["source"] = "hh_sample.jsonl"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     affected = {"sft", *GRAPH.downstream("sft")}
-    assert affected == {"sft", "sft_samples", "rm_compare", "ppo_gram", "ppo_bt", "dpo", "best_of_n", "rlhf_compare",
+    assert affected == {"sft", "sft_samples", "rm_compare", "ppo@ppo_gram", "ppo@ppo_bt", "dpo", "best_of_n", "rlhf_compare",
                         "lisa"}
     status = json.loads(cli(root, env, "status", "--json").stdout)
     assert {s for s in STAGES if status[s]} == affected
@@ -145,7 +145,7 @@ def test_lineage_of_a_path_and_of_a_registered_model(project):
     assert info["mlflow_run"]["git_commit"] == head
     world = json.loads(cli(root, env, "lineage", "data/world/prefs_train.jsonl", "--json").stdout)
     assert world["stage"] == "world" and world["downstream"] == GRAPH.downstream("world")
-    assert {"prefs", "tokenizer", "base_lm", "sft", "gram", "bt_rm"} <= set(world["downstream"])
+    assert {"prefs", "tokenizer", "base_lm", "sft", "gram_finetune@gram", "bt_rm"} <= set(world["downstream"])
     by_alias = cli(root, env, "lineage", "policy-sft@candidate")
     assert by_alias.returncode == 0, by_alias.stderr
     assert "produced by:   stage 'sft'" in by_alias.stdout and info["mlflow_run"]["run_id"] in by_alias.stdout
