@@ -149,12 +149,59 @@ def expected_by_definition(root: Path, cmds: dict[str, str]) -> dict[str, list[s
     return {name: sorted(paths) for name, paths in found.items()}
 
 
+def _flow_item(item: str) -> str:
+    """A deps entry as a YAML flow-sequence item: quoted when it holds `${...}` (a `{` opens a mapping)."""
+    return f'"{item}"' if "${" in item or item[:1] in "[]{},&*!|>'%@`#" else item
+
+
+def format_deps(indent: str, data: list[str], code: list[str], width: int = 110) -> list[str]:
+    """`deps:` as one flow sequence: the data deps first, then the generated code deps on lines of their own.
+
+    Code deps are many and machine-written; packing them keeps each stage's entry short enough to read
+    as a catalog row, with what the stage reads up front.
+    """
+    lines, current = [], f"{indent}deps: ["
+    cont = indent + "  "
+    groups = [g for g in ([_flow_item(d) for d in data], [_flow_item(c) for c in code]) if g]
+    for g, group in enumerate(groups):
+        if g and current.strip() not in ("deps: [",):
+            lines.append(current.rstrip() + "\n")
+            current = cont
+        for k, item in enumerate(group):
+            last = g == len(groups) - 1 and k == len(group) - 1
+            piece = item + ("]" if last else ", ")
+            if len(current) + len(piece.rstrip()) > width and current.strip() not in ("", "deps: ["):
+                lines.append(current.rstrip() + "\n")
+                current = cont
+            current += piece
+    lines.append(current.rstrip() + ("\n" if groups else "]\n"))
+    return lines
+
+
+def _read_deps(lines: list[str], i: int, indent: str) -> tuple[list[str], int]:
+    """The entries of the `deps:` at line i (block or flow style) and the index of the line after it."""
+    import yaml
+
+    head = lines[i][len(indent) + len("deps:"):].strip()
+    if head.startswith("["):
+        text, j = head, i + 1
+        while not text.rstrip().endswith("]") and j < len(lines):
+            text += " " + lines[j].strip()
+            j += 1
+        return [str(x) for x in yaml.safe_load(text) or []], j
+    items, j = [], i + 1
+    while j < len(lines) and lines[j].startswith(indent + "  - "):
+        items.append(str(yaml.safe_load(lines[j][len(indent) + 4:]) or ""))
+        j += 1
+    return items, j
+
+
 def rewrite_dvc_yaml(text: str, code_deps: dict[str, list[str]]) -> str:
     """dvc.yaml text with each named stage's code deps replaced, everything else (comments too) kept.
 
-    Stage names sit at 2 spaces under `stages:`; a `deps:` block list anywhere inside the stage (a
-    plain stage's, or a `foreach` template's under `do:`) gets its code entries replaced: data deps
-    first in their order, then the code paths, sorted.
+    Stage names sit at 2 spaces under `stages:`; a `deps:` anywhere inside the stage (a plain stage's,
+    or a `foreach` template's under `do:`), block or flow style, is rewritten by `format_deps`: data
+    deps first in their order, then the code paths, sorted.
     """
     lines = text.splitlines(keepends=True)
     out: list[str] = []
@@ -165,19 +212,11 @@ def rewrite_dvc_yaml(text: str, code_deps: dict[str, list[str]]) -> str:
         header = re.match(r"^  ([A-Za-z_][\w-]*):\s*$", line)
         if header:
             stage = header.group(1)
-        deps = re.match(r"^( {4,})deps:\s*$", line)
+        deps = re.match(r"^( {4,})deps:", line)
         if stage in code_deps and deps:
-            item_prefix = deps.group(1) + "  - "
-            out.append(line)
-            i += 1
-            kept = []
-            while i < len(lines) and lines[i].startswith(item_prefix):
-                item = lines[i][len(item_prefix):].strip()
-                if not is_code_path(item):
-                    kept.append(lines[i])
-                i += 1
-            out.extend(kept)
-            out.extend(f"{item_prefix}{path}\n" for path in code_deps[stage])
+            items, i = _read_deps(lines, i, deps.group(1))
+            data = [d for d in items if not is_code_path(d)]
+            out.extend(format_deps(deps.group(1), data, code_deps[stage]))
             continue
         out.append(line)
         i += 1

@@ -41,7 +41,7 @@ def _find_run(stage: str, out_path: str, md5: str) -> dict | None:
     if not experiments or not md5:
         return None
     runs = client.search_runs(experiments, filter_string=f"tags.`dvc.out.{out_path}` = '{md5}' and "
-                                                         f"tags.`alignflow.runtime.stage` = '{stage}'",
+                                                         f"tags.`alignflow.stage` = '{stage}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         return None
@@ -60,7 +60,7 @@ def _from_registry(ref: str) -> tuple[str, dict]:
 
     version = registry.resolve(ref)
     run = MlflowClient().get_run(version.run_id)
-    stage = run.data.tags.get("alignflow.runtime.stage")
+    stage = run.data.tags.get("alignflow.stage")
     outs = [k[len("dvc.out."):] for k in run.data.tags if k.startswith("dvc.out.")]
     if not stage or not outs:
         raise AlignflowError(f"{ref}: its run {version.run_id} has no alignflow stage/output tags")

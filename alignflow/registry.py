@@ -119,7 +119,7 @@ def publish(root: Path, register: dict, run_id: str, stage: str, lineage: dict[s
     except MlflowException:
         incumbent = None
     champion, reason = gates.champion_decision(gate, None if incumbent is None else _incumbent_gate(incumbent))
-    tags = {**lineage, "alignflow.runtime.stage": stage, **_gate_tags(gate),
+    tags = {**lineage, "alignflow.stage": stage, **_gate_tags(gate),
             DECISION_TAG: str(champion).lower(), DECISION_REASON_TAG: reason[:5000]}
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{register.get('artifact', 'model')}",
                                           run_id=run_id, tags=tags)
@@ -164,7 +164,7 @@ def _reconcile_run(root: Path, stage: str, register: dict, lineage: dict[str, st
         experiment_id = tracking.configure(root)
     commit, dirty = tracking.git_commit(root)
     metrics = _read_metrics(metrics_path)
-    tags = {**lineage, "alignflow.kind": RECONCILE_KIND, "alignflow.runtime.stage": stage,
+    tags = {**lineage, "alignflow.kind": RECONCILE_KIND, "alignflow.stage": stage,
             "alignflow.profile": str(metrics["gate"].get("profile") or gates.UNKNOWN),
             "alignflow.git_commit": commit, "alignflow.git_dirty": str(dirty).lower()}
     if parent_run_id:

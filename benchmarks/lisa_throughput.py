@@ -15,8 +15,8 @@ alternating so machine noise hits both alike; the median is reported. The measur
 `lisa_report` (FLOPs at each sequence length; they count FFN_heads work per key, so at long
 contexts and small head_dim LiSA's Q/K FLOPs can exceed the original's).
 
-    python benchmarks/lisa_throughput.py --threads 2 --seq-lens 128 512 1024 --json reports/bench/lisa.json
-    python benchmarks/lisa_throughput.py --model models/base_lm/model --fraction 0.25
+    python -m benchmarks.lisa_throughput --threads 2 --seq-lens 128 512 1024 --json reports/bench/lisa.json
+    python -m benchmarks.lisa_throughput --model models/base_lm/model --fraction 0.25
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ and ``random`` are references. Columns:
 * on-target: fraction of the selection drawn from the target's clusters (known by construction).
 * OT dist: `selection_distance` of the selection to the targets (exact OT, <= 2000 points a side).
 
-    python benchmarks/ot_selection.py --threads 2
-    python benchmarks/ot_selection.py --pools 10000 100000 --batch-size 4096 --json reports/bench/ot_selection.json
+    python -m benchmarks.ot_selection --threads 2
+    python -m benchmarks.ot_selection --pools 10000 100000 --batch-size 4096 --json reports/bench/ot_selection.json
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def run_config(config: dict, threads: int) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.ot_selection", "--child", json.dumps(config)], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{config['solver']} on pool {config['pool']} failed:\n{proc.stderr[-3000:]}")

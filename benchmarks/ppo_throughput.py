@@ -7,7 +7,7 @@ generation, reward scoring, the no-grad reference/old-policy pass and the PPO up
 then timed alone: our rollout sampler (HF `generate` with the KV cache plus bookkeeping) against a
 bare `model.generate` call with the KV cache, and without it, on the same prompts and settings.
 
-    python benchmarks/ppo_throughput.py --policy models/sft/model --reward gram
+    python -m benchmarks.ppo_throughput --policy models/sft/model --reward gram
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ scoring throughput is pairs per second of inference. TRL trains a sequence-class
 the same causal-LM checkpoint (its standard recipe); we train our Bradley-Terry RM and GRAM stage 2
 with the shared loop. Needs the `bench` extra: `pip install -e '.[bench]'`.
 
-    python benchmarks/reward_throughput.py --model models/base_lm/model --pairs data/prefs/train.jsonl
+    python -m benchmarks.reward_throughput --model models/base_lm/model --pairs data/prefs/train.jsonl
 """
 from __future__ import annotations
 

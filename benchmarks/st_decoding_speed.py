@@ -9,11 +9,11 @@ is forced to produce exactly ``--out-len`` tokens (eos banned before, stopped af
 does not depend on its output length (one pass). With trained models pass ``--free-length`` to let
 AR stop at eos (max length still ``--out-len``).
 
-    python benchmarks/st_decoding_speed.py --threads 2                     # random init, tiny default
-    python benchmarks/st_decoding_speed.py --device cuda --config '{"d_model": 512, "n_heads": 8, "ffn_dim": 2048,
+    python -m benchmarks.st_decoding_speed --threads 2                     # random init, tiny default
+    python -m benchmarks.st_decoding_speed --device cuda --config '{"d_model": 512, "n_heads": 8, "ffn_dim": 2048,
         "acoustic_layers": 12, "textual_layers": 12}' --nast-config '{"src_ctc_layers": [4, 8],
         "tgt_ctc_layers": [4, 8], "cross_layer_from": 3}' --ar-config '{"decoder_layers": 6}'   # paper-sized
-    python benchmarks/st_decoding_speed.py --nast models/st_nast/model --ar models/st_ar/model --free-length \
+    python -m benchmarks.st_decoding_speed --nast models/st_nast/model --ar models/st_ar/model --free-length \
         --json reports/bench/st.json   # the trained pipeline models (the st_compare stage times them on real features)
 """
 from __future__ import annotations

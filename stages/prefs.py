@@ -18,7 +18,7 @@ from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.data.loaders import (INVALID_POLICIES, REASONS, PreferenceDataError, PreferenceSourceError,
                                     read_preferences)
 
-log = logging.getLogger("alignflow.runtime.stage")
+log = logging.getLogger("alignflow.stage")
 KEYS = ("path", "hub", "format", "split", "limit", "invalid")
 
 

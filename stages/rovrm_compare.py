@@ -12,7 +12,7 @@ from __future__ import annotations
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import write_csv
-from pipelines.models.reward.visual import load_scorer
+from pipelines.models.reward import registry
 from pipelines.models.vlm.llava import load_vlm
 from pipelines.visual.best_of_n import BON_COLUMNS, best_of_n_table, reward_picks, sample_pool
 from pipelines.visual.compare import ACCURACY_COLUMNS, accuracy_table, claims
@@ -37,8 +37,9 @@ def run(ctx: StageContext) -> None:
     vlm, tokenizer = load_vlm(str(policy))
     samples = sample_pool(vlm, tokenizer, prompts, ImageStore.for_model(world, policy), ns[-1],
                           int(block["rm"]["max_length"]), int(b["max_new_tokens"]), float(b["temperature"]), ctx.seed)
-    picks = {name: reward_picks(load_scorer(folder / "model", images=ImageStore.for_model(world, folder / "model")),
-                                prompts, samples, ns) for name, folder in models.items()}
+    scorers = {name: registry.load("visual_rm", folder / "model", images=ImageStore.for_model(world, folder / "model"))
+               for name, folder in models.items()}
+    picks = {name: reward_picks(scorer, prompts, samples, ns) for name, scorer in scorers.items()}
     bon_rows, bon_metrics = best_of_n_table(prompts, samples, ns, picks, n_boot, ctx.seed)
     metrics.update(bon_metrics)
     metrics.update(claims(metrics, ns[-1], ablations))

@@ -31,7 +31,7 @@ def remove_stale_outputs(root: Path, name: str) -> list[Path]:
 def mark_dead_runs_killed(client, experiment_id: str, name: str) -> list[str]:
     """Close this stage's MLflow runs still RUNNING whose process (tag pid, this host) has died: status KILLED."""
     host = socket.gethostname()
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`alignflow.runtime.stage` = '{name}' "
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`alignflow.stage` = '{name}' "
                                                              "and attributes.status = 'RUNNING'")
     killed = []
     for run in runs:

@@ -56,7 +56,7 @@ from alignflow.runtime.paths import checkpoints_dir, repo_root
 from alignflow.runtime.stage_paths import StagePaths, parse_stage_args
 from pipelines.atomic import replace_dir, write_json_atomic
 
-log = logging.getLogger("alignflow.runtime.stage")
+log = logging.getLogger("alignflow.stage")
 BAD_INPUT_EXIT = 2
 
 
@@ -251,7 +251,7 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
     tags = {
         PID_TAG: str(os.getpid()),
         HOST_TAG: socket.gethostname(),
-        "alignflow.runtime.stage": name,
+        "alignflow.stage": name,
         "alignflow.profile": str(params.get("profile", "custom")),
         "alignflow.git_commit": commit,
         "alignflow.git_dirty": str(dirty).lower(),

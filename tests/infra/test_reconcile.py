@@ -66,7 +66,7 @@ def test_restored_output_without_a_version_is_published_once(tmp_path, info):
     assert version.tags["dvc.out.models/x"] == "aaa111.dir" and version.tags["gate.profile"] == "smoke"
     run = MlflowClient().get_run(version.run_id)
     assert run.data.tags["alignflow.kind"] == "reconcile" and run.data.tags["mlflow.parentRunId"] == parent
-    assert run.info.status == "FINISHED" and run.data.tags["alignflow.runtime.stage"] == "stage_x"
+    assert run.info.status == "FINISHED" and run.data.tags["alignflow.stage"] == "stage_x"
     path = registry.local_path(f"{info.registry['name']}@candidate")
     assert open(f"{path}/weights.txt").read() == "aaa111.dir"
     assert registry.reconcile_stage(tmp_path, info, None, parent) is None

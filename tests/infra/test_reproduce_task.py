@@ -26,7 +26,7 @@ from alignflow.runtime.stage import stage_main
 
 def run(ctx):
     value = float(ctx.block("x")["value"])
-    out = ctx.output("models/x")
+    out = ctx.output("out")
     (out / "model").mkdir()
     (out / "model" / "weights.txt").write_text(str(value))
     gate = interval_gate("score", value, 0.6, 0.5, Provenance(ctx.profile, "eval n=1", False), "score")
@@ -34,7 +34,7 @@ def run(ctx):
     ctx.log_artifacts_on_success("models/x/model", "model")
 
 
-stage_main("stage_x", run, blocks=("x",))
+stage_main("stage_x", run, blocks=("x",), outputs=("out",))
 '''
 NAME = "model-x"
 
@@ -51,7 +51,7 @@ def workspace(tmp_path, monkeypatch):
     (root / "stage_x.py").write_text(STAGE)
     (root / "params.yaml").write_text(yaml.safe_dump({"profile": "smoke", "seed": 0, "x": {"value": 0.7}}))
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"stage_x": {
-        "cmd": "python stage_x.py", "deps": ["stage_x.py"], "params": ["x"], "outs": ["models/x"],
+        "cmd": "python stage_x.py --out models/x", "deps": ["stage_x.py"], "params": ["x"], "outs": ["models/x"],
         "meta": {"register": {"name": NAME, "artifact": "model", "metrics": "models/x/metrics.json"}}}}}))
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)

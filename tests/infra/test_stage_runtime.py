@@ -24,7 +24,10 @@ def _runs(stage):
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("alignflow")
-    return client.search_runs([exp.experiment_id], filter_string=f"tags.`alignflow.runtime.stage` = '{stage}'")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.`alignflow.stage` = '{stage}'")
+
+
+TOY_ARGV = ["--out", "out/toy"]  # what the toy stage's dvc.yaml command would pass
 
 
 def test_successful_stage_commits_output_and_logs(tmp_path, monkeypatch, tracking):
@@ -32,11 +35,11 @@ def test_successful_stage_commits_output_and_logs(tmp_path, monkeypatch, trackin
 
     def run(ctx):
         assert ctx.seed == 3 and ctx.block("toy") == {"n": 2}
-        out = ctx.output("out/toy")
+        out = ctx.output("out")
         (out / "a.txt").write_text("x")
         ctx.write_metrics(out, {"score": 0.5, "nested": {"k": 1}})
 
-    stage_main("toy", run)
+    stage_main("toy", run, outputs=("out",), argv=TOY_ARGV)
     assert (root / "out/toy/a.txt").read_text() == "x"
     [run_info] = _runs("toy")
     assert run_info.info.status == "FINISHED"
@@ -49,12 +52,12 @@ def test_failed_stage_keeps_previous_output_and_exits_2_on_bad_input(tmp_path, m
     (root / "out/toy/old.txt").write_text("previous")
 
     def run(ctx):
-        out = ctx.output("out/toy")
+        out = ctx.output("out")
         (out / "half.txt").write_text("half")
         raise ValueError("data/x.jsonl: line 3: field 'chosen': empty")
 
     with pytest.raises(SystemExit) as exit_info:
-        stage_main("toy", run)
+        stage_main("toy", run, outputs=("out",), argv=TOY_ARGV)
     assert exit_info.value.code == 2
     assert "line 3: field 'chosen'" in capsys.readouterr().err
     assert sorted(p.name for p in (root / "out").iterdir()) == ["toy"]
@@ -70,7 +73,7 @@ def test_crash_exits_1(tmp_path, monkeypatch, tracking):
         raise RuntimeError("boom")
 
     with pytest.raises(SystemExit) as exit_info:
-        stage_main("toy", run)
+        stage_main("toy", run, outputs=("out",), argv=TOY_ARGV)
     assert exit_info.value.code == 1
 
 
@@ -93,12 +96,12 @@ def test_machine_facts_go_to_the_untracked_folder_and_mlflow_not_metrics_json(tm
     root = _project(tmp_path, monkeypatch)
 
     def run(ctx):
-        out = ctx.output("out/toy")
+        out = ctx.output("out")
         ctx.write_machine_facts({"train_seconds": 1.5, "split": {"seconds": 0.25}})
         (ctx.machine_dir() / "speed.csv").write_text("batch,ms\n1,2.0\n")
         ctx.write_metrics(out, {"score": 0.5})
 
-    stage_main("toy", run)
+    stage_main("toy", run, outputs=("out",), argv=TOY_ARGV)
     assert json.loads((root / "out/toy/metrics.json").read_text()) == {"score": 0.5}
     facts = json.loads((root / "reports/machine/toy/facts.json").read_text())
     assert facts["train_seconds"] == 1.5 and facts["split"] == {"seconds": 0.25}
@@ -113,14 +116,14 @@ def test_machine_facts_go_to_the_untracked_folder_and_mlflow_not_metrics_json(tm
 def test_failed_stage_keeps_the_previous_machine_facts(tmp_path, monkeypatch, tracking):
     """Facts describe the run that made the current outputs: a failed rerun must not replace them."""
     root = _project(tmp_path, monkeypatch)
-    stage_main("toy", lambda ctx: ctx.write_machine_facts({"train_seconds": 1.0}))
+    stage_main("toy", lambda ctx: ctx.write_machine_facts({"train_seconds": 1.0}), outputs=("out",), argv=TOY_ARGV)
 
     def failing(ctx):
         ctx.write_machine_facts({"train_seconds": 9.0})
         raise RuntimeError("boom")
 
     with pytest.raises(SystemExit):
-        stage_main("toy", failing)
+        stage_main("toy", failing, outputs=("out",), argv=TOY_ARGV)
     assert json.loads((root / "reports/machine/toy/facts.json").read_text())["train_seconds"] == 1.0
     assert [p.name for p in (root / "reports/machine").iterdir()] == ["toy"]
 
@@ -184,7 +187,7 @@ def test_running_runs_of_dead_processes_are_marked_killed(tracking):
     host, dead = socket.gethostname(), str(_dead_pid())
 
     def started(stage, pid, on_host=host):
-        tags = {"alignflow.runtime.stage": stage, "alignflow.pid": pid, "alignflow.host": on_host}
+        tags = {"alignflow.stage": stage, "alignflow.pid": pid, "alignflow.host": on_host}
         return client.create_run(exp, tags=tags).info.run_id
 
     runs = {"dead": started("toy", dead), "live": started("toy", str(os.getpid())),
@@ -199,7 +202,7 @@ def test_stage_run_records_its_pid_and_host(tmp_path, monkeypatch, tracking):
     import socket
 
     _project(tmp_path, monkeypatch)
-    stage_main("toy", lambda ctx: None)
+    stage_main("toy", lambda ctx: None, outputs=("out",), argv=TOY_ARGV)
     [run_info] = _runs("toy")
     assert run_info.data.tags["alignflow.pid"] == str(os.getpid())
     assert run_info.data.tags["alignflow.host"] == socket.gethostname()

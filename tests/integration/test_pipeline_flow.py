@@ -66,7 +66,7 @@ def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
         run = client.get_run(outcomes[stage]["run_id"])
         tags = run.data.tags
         assert run.info.status == "FINISHED"
-        assert tags["alignflow.runtime.stage"] == stage and tags["alignflow.profile"] == "smoke"
+        assert tags["alignflow.stage"] == stage and tags["alignflow.profile"] == "smoke"
         assert tags["alignflow.git_commit"] == head
         parent = client.get_run(tags["mlflow.parentRunId"])
         assert parent.data.tags["alignflow.kind"] == "flow"

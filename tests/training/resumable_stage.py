@@ -41,7 +41,7 @@ def run(ctx: StageContext) -> None:
     y = x.sum(1, keepdim=True) + 0.1 * torch.randn(48, 1, generator=gen)
     data = list(zip(x, y))
     model = TinyNet()
-    out = ctx.output("out/toy")  # staged before training: a kill leaves `.toy.tmp-PID` behind
+    out = ctx.output("out")  # staged before training: a kill leaves `.toy.tmp-PID` behind
     ckpt = ctx.checkpoint_dir("toy")
     pause = float(os.environ.get("TOY_STEP_SLEEP", "0"))
 
@@ -64,4 +64,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("toy", run)
+    stage_main("toy", run, outputs=("out",))

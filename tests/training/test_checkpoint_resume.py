@@ -23,7 +23,7 @@ from tests.project import REPO
 TOY_PARAMS = {"seed": 5, "profile": "unit",
               "toy": {"train": {"lr": 0.01, "max_steps": 12, "batch_size": 8, "checkpoint_every": 2,
                                 "keep_checkpoints": 2, "log_every": 3, "eval_every": 5, "warmup_steps": 2}}}
-DVC_YAML = {"stages": {"toy": {"cmd": "python -m tests.training.resumable_stage", "deps": ["data.txt"],
+DVC_YAML = {"stages": {"toy": {"cmd": "python -m tests.training.resumable_stage --out out/toy", "deps": ["data.txt"],
                                "params": ["seed", "toy"], "outs": ["out/toy"]}}}
 
 
@@ -46,7 +46,7 @@ def _env(root: Path, tracking: bool, **extra) -> dict:
 
 
 def _stage(root: Path, tracking: bool, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.training.resumable_stage"], cwd=root,
+    return subprocess.Popen([sys.executable, "-m", "tests.training.resumable_stage", "--out", "out/toy"], cwd=root,
                             env=_env(root, tracking, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 

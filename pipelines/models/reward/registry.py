@@ -101,7 +101,20 @@ def _register_text_models() -> None:
     register(RewardModelEntry(
         name="bt", modality="text", load=scorers.load_bt, finetune=scorers.finetune_bt, label="BT",
         pick_rule="argmax", description="Bradley-Terry scalar reward on the same backbone"))
-    # Visual entries go here: the lead registers them from pipelines/models/reward/visual.py (`load_scorer`).
+
+
+def _load_visual(model_dir: Path, **context) -> RewardScorer:
+    from pipelines.models.reward.visual import load_scorer  # LLaVA code loads only when a visual RM is used
+
+    return load_scorer(model_dir, **context)
+
+
+def _register_visual_models() -> None:
+    register(RewardModelEntry(
+        name="visual_rm", modality="visual", load=_load_visual, label="visual RM", pick_rule="argmax",
+        description="LLaVA backbone + bias-free scalar head on the last token (RoVRM's readout); "
+                    "scores image + prompt + response records; needs `images` (record -> pixels)"))
 
 
 _register_text_models()
+_register_visual_models()
