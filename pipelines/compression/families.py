@@ -35,6 +35,14 @@ class AttentionGeometry:
     def kv_groups(self) -> int:
         return self.num_heads // self.num_kv_heads
 
+    @classmethod
+    def of(cls, config, *, qk_bias: bool, causal: bool, num_kv_heads: int | None = None,
+           head_dim: int | None = None) -> "AttentionGeometry":
+        """From an HF config; key/value heads default to the query heads, head size to hidden / heads."""
+        heads = config.num_attention_heads
+        return cls(hidden_size=config.hidden_size, num_heads=heads, num_kv_heads=num_kv_heads or heads,
+                   head_dim=head_dim or config.hidden_size // heads, qk_bias=qk_bias, causal=causal)
+
 
 class FamilyAdapter:
     """Base class; one subclass per family. Stateless, so one shared instance per family suffices."""
@@ -86,15 +94,8 @@ class LlamaAdapter(FamilyAdapter):
 
     def geometry(self, model):
         c = model.config
-        heads = c.num_attention_heads
-        return AttentionGeometry(
-            hidden_size=c.hidden_size,
-            num_heads=heads,
-            num_kv_heads=c.num_key_value_heads or heads,
-            head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
-            qk_bias=bool(c.attention_bias),
-            causal=True,
-        )
+        return AttentionGeometry.of(c, num_kv_heads=c.num_key_value_heads, head_dim=getattr(c, "head_dim", None),
+                                    qk_bias=bool(c.attention_bias), causal=True)
 
     def position_encode(self, q, k, position_embeddings):
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
@@ -119,16 +120,7 @@ class BertAdapter(FamilyAdapter):
         layer.attention.self = module
 
     def geometry(self, model):
-        c = model.config
-        heads = c.num_attention_heads
-        return AttentionGeometry(
-            hidden_size=c.hidden_size,
-            num_heads=heads,
-            num_kv_heads=heads,
-            head_dim=c.hidden_size // heads,
-            qk_bias=True,
-            causal=bool(c.is_decoder),
-        )
+        return AttentionGeometry.of(model.config, qk_bias=True, causal=bool(model.config.is_decoder))
 
     def check(self, model):
         kind = getattr(model.config, "position_embedding_type", "absolute")

@@ -57,3 +57,13 @@ def pad_id_of(tokenizer) -> int:
         if tid is not None:
             return int(tid)
     return 0
+
+
+def map_sorted_eval(module, seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int):
+    """`map_sorted` over `module.forward` in eval mode, the module's training flag restored afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        return map_sorted(seqs, batch_size, pad_id, module.forward)
+    finally:
+        module.train(was_training)

@@ -20,7 +20,7 @@ from torch import nn
 from pipelines.data.template import ASSISTANT_CUE, USER_PREFIX
 from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
 from pipelines.models.reward.backbone import last_hidden
-from pipelines.models.reward.batching import map_sorted, pad_id_of, pad_right
+from pipelines.models.reward.batching import map_sorted_eval, pad_id_of, pad_right
 from pipelines.models.reward.judge import encode
 from pipelines.models.reward.truncation import allocate, keep_left
 
@@ -105,12 +105,7 @@ class BTRewardModel(nn.Module):
         if not prompts:
             return torch.zeros(0)
         seqs = [bt_ids(self.tokenizer, p, r, self.max_length) for p, r in zip(prompts, responses)]
-        was_training = self.training
-        self.eval()
-        try:
-            return map_sorted(seqs, batch_size, self.pad_id, self.forward)
-        finally:
-            self.train(was_training)
+        return map_sorted_eval(self, seqs, batch_size, self.pad_id)
 
     def prob_first_better(self, prompts, ys1, ys2, batch_size: int = 32) -> dict:
         """``p = sigmoid(r1 - r2)``; BT has no order, so ``p_order1 = p_order2 = p``."""

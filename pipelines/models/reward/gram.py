@@ -16,7 +16,7 @@ from torch import nn
 
 from pipelines.models.causal_lm import load_causal_lm, save_causal_lm
 from pipelines.models.reward.backbone import last_hidden
-from pipelines.models.reward.batching import map_sorted, pad_id_of
+from pipelines.models.reward.batching import map_sorted_eval, pad_id_of
 from pipelines.models.reward.judge import TEMPLATE_VERSION, judge_ids, judge_tokens, min_judge_length
 from pipelines.models.reward.selection import knockout_many, pairwise_scores, rank_by_scores
 
@@ -71,12 +71,7 @@ class GenerativeRewardModel(nn.Module):
 
     @torch.no_grad()
     def _logits(self, seqs: list, batch_size: int) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            return map_sorted(seqs, batch_size, self.pad_id, self.forward)
-        finally:
-            self.train(was_training)
+        return map_sorted_eval(self, seqs, batch_size, self.pad_id)
 
     def pair_logits(self, prompts, responses_a, responses_b, batch_size: int = 32) -> torch.Tensor:
         """(A, B) logits ``[n, 2]`` at the cue; no grad, eval mode, length-sorted batches."""
