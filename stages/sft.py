@@ -8,7 +8,6 @@ interval above `sft.gate.min_gain`.
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
 from statistics import fmean
 
 from alignflow.runtime.errors import ParamsError
@@ -17,39 +16,15 @@ from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import read_jsonl, write_jsonl_atomic
 from pipelines.data.lm_data import collate_pad, sft_examples
-from pipelines.data.world import gold_reward
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci, paired_difference_ci
 from pipelines.evaluation.perplexity import perplexity
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
-from pipelines.evaluation.sampling import generate_responses
+from pipelines.evaluation.sft_eval import gold_by_family, sample_gold
 from pipelines.models.causal_lm import causal_lm_loss, load_causal_lm, save_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
 from stages.common import checkpoint_key, finish_trained_model, train_config
-
-
-def _sample_gold(model, tokenizer, prompts: list[dict], ev: dict, seed: int) -> tuple[list[str], list[float]]:
-    responses = generate_responses(model, tokenizer, [r["prompt"] for r in prompts],
-                                   max_new_tokens=int(ev["max_new_tokens"]), temperature=float(ev["temperature"]),
-                                   seed=seed, batch_size=int(ev["batch_size"]))
-    return responses, [gold_reward(r["spec"], text) for r, text in zip(prompts, responses)]
-
-
-def _by_family(prompts: list[dict], columns: dict[str, list[float]], demos: list[dict]) -> list[dict]:
-    demo_gold = defaultdict(list)
-    for d in demos:
-        demo_gold[d["family"]].append(d["gold"])
-    groups = defaultdict(lambda: defaultdict(list))
-    for i, r in enumerate(prompts):
-        for name, values in columns.items():
-            groups[r["family"]][name].append(values[i])
-    rows = []
-    for family in sorted(groups):
-        row = {"family": family, **{k: round(fmean(v), 4) for k, v in groups[family].items()}}
-        row["gold_demos"] = round(fmean(demo_gold[family]), 4) if demo_gold[family] else None
-        rows.append(row)
-    return rows
 
 
 def run(ctx: StageContext) -> None:
@@ -73,7 +48,7 @@ def run(ctx: StageContext) -> None:
     def evaluate(m) -> dict:
         return {"val_ppl": perplexity(m, val_ex, batch_size=32, pad_id=pad)}
 
-    base_responses, base_gold = _sample_gold(model, tokenizer, prompts, ev, ctx.seed)
+    base_responses, base_gold = sample_gold(model, tokenizer, prompts, ev, ctx.seed)
     base_ppl = evaluate(model)["val_ppl"]
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(demos_path),
                                              file_md5(base_dir / "model.safetensors")))
@@ -82,7 +57,7 @@ def run(ctx: StageContext) -> None:
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     model.eval()
     val_ppl = evaluate(model)["val_ppl"]
-    sft_responses, sft_gold = _sample_gold(model, tokenizer, prompts, ev, ctx.seed)
+    sft_responses, sft_gold = sample_gold(model, tokenizer, prompts, ev, ctx.seed)
 
     n_boot = int(ev["bootstrap"])
     mean, low, high = bootstrap_mean_ci(sft_gold, n_boot, ctx.seed)
@@ -93,7 +68,7 @@ def run(ctx: StageContext) -> None:
 
     out = ctx.output("out")
     save_causal_lm(model, tokenizer, str(out / "model"))
-    rows = _by_family(prompts, {"gold_sft": sft_gold, "gold_base": base_gold}, demos)
+    rows = gold_by_family(prompts, {"gold_sft": sft_gold, "gold_base": base_gold}, demos)
     write_csv(rows, out / "plots" / "gold_by_family.csv", ["family", "gold_sft", "gold_base", "gold_demos"])
     plot_grouped_bars([r["family"] for r in rows],
                       {k: [r[k] if r[k] is not None else 0.0 for r in rows] for k in ("gold_base", "gold_sft", "gold_demos")},

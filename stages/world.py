@@ -1,21 +1,11 @@
 """Stage `world`: build the simulated preference world (every split) into data/world/."""
 from __future__ import annotations
 
-from collections import defaultdict
-
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.world import WorldParams, build_world, world_summary, write_world
+from pipelines.data.world.summary import gold_by_error_type
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
-
-
-def _gold_by_error_type(splits: dict) -> list[dict]:
-    """Mean gold reward of each named error type in the labeled training pairs (what the oracle rewards)."""
-    scores = defaultdict(list)
-    for record in splits["prefs_train"]:
-        scores[record["chosen_error_type"]].append(record["gold_chosen"])
-        scores[record["rejected_error_type"]].append(record["gold_rejected"])
-    return [{"error_type": k, "gold_mean": round(sum(v) / len(v), 4), "n": len(v)} for k, v in sorted(scores.items())]
 
 
 def run(ctx: StageContext) -> None:
@@ -29,7 +19,7 @@ def run(ctx: StageContext) -> None:
     write_world(splits, out)
     metrics = world_summary(splits, params)
     metrics["label_agreement_with_gold"] = metrics["prefs_train/label_agreement"]
-    rows = _gold_by_error_type(splits)
+    rows = gold_by_error_type(splits)
     write_csv(rows, out / "plots" / "gold_by_error_type.csv", ["error_type", "gold_mean", "n"])
     plot_grouped_bars([r["error_type"] for r in rows], {"gold reward": [r["gold_mean"] for r in rows]},
                       out / "plots" / "gold_by_error_type.png", "Gold reward by response error type", "mean gold")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+
+from collections import Counter, defaultdict
 from statistics import fmean
 from typing import Any
 
@@ -63,3 +64,12 @@ def world_summary(splits: dict[str, list[dict]], params: dict[str, Any] | WorldP
                              [r[k] for r in train for k in ("chosen_error_type", "rejected_error_type")]))
     out.update(_error_shares("error_share/sft_train", [r["error_type"] for r in splits.get("sft_train", [])]))
     return out
+
+
+def gold_by_error_type(splits: dict) -> list[dict]:
+    """Mean gold reward of each named error type in the labeled training pairs (what the oracle rewards)."""
+    scores = defaultdict(list)
+    for record in splits["prefs_train"]:
+        scores[record["chosen_error_type"]].append(record["gold_chosen"])
+        scores[record["rejected_error_type"]].append(record["gold_rejected"])
+    return [{"error_type": k, "gold_mean": round(sum(v) / len(v), 4), "n": len(v)} for k, v in sorted(scores.items())]
