@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from collections import Counter, defaultdict
 from statistics import fmean
 from typing import Any
