@@ -154,7 +154,7 @@ def _flow_item(item: str) -> str:
     return f'"{item}"' if "${" in item or item[:1] in "[]{},&*!|>'%@`#" else item
 
 
-def format_deps(indent: str, data: list[str], code: list[str], width: int = 110) -> list[str]:
+def format_deps(indent: str, data: list[str], code: list[str], width: int = 118) -> list[str]:
     """`deps:` as one flow sequence: the data deps first, then the generated code deps on lines of their own.
 
     Code deps are many and machine-written; packing them keeps each stage's entry short enough to read
