@@ -62,7 +62,7 @@ def ppo_run(args, lm, tok, prompts) -> dict:
     policy = PolicyWithValue(lm)
 
     def run(steps: int):
-        cfg = PPOConfig(steps=steps, batch_size=args.batch_size, minibatch_size=min(16, args.batch_size),
+        cfg = PPOConfig(max_steps=steps, batch_size=args.batch_size, minibatch_size=min(16, args.batch_size),
                         max_new_tokens=args.max_new_tokens, eval_every=0)
         optim = optimizer_config({"lr": 1e-4, "weight_decay": 0.0, "warmup_steps": 0}, cfg, "benchmark optim")
         return train_ppo(policy, ref, tok, prompts, score, cfg, optim, progress=False)

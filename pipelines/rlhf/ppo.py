@@ -28,9 +28,10 @@ from pipelines.training.rng import set_seed
 
 @dataclass
 class PPOConfig:
-    """One PPO run; ``steps`` counts rollout iterations (each followed by ``ppo_epochs`` passes)."""
+    """One PPO run; ``max_steps`` counts rollout iterations, each followed by ``ppo_epochs`` passes (the optimizer's
+    own step count is derived from it, `optimizer_steps`)."""
 
-    steps: int = 60
+    max_steps: int = 60
     batch_size: int = 32          # prompts (= samples) per rollout
     minibatch_size: int = 16
     ppo_epochs: int = 2
@@ -49,7 +50,7 @@ class PPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.minibatch_size < 1 or self.ppo_epochs < 1:
+        if self.max_steps < 0 or self.batch_size < 1 or self.minibatch_size < 1 or self.ppo_epochs < 1:
             raise ValueError("steps >= 0, batch_size, minibatch_size and ppo_epochs >= 1 required")
         if self.batch_size % self.minibatch_size:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of minibatch_size {self.minibatch_size}")
@@ -68,7 +69,7 @@ class PPOConfig:
 
     @property
     def optimizer_steps(self) -> int:
-        return self.steps * self.ppo_epochs * (self.batch_size // self.minibatch_size)
+        return self.max_steps * self.ppo_epochs * (self.batch_size // self.minibatch_size)
 
 
 class PolicyWithValue(nn.Module):
@@ -181,7 +182,7 @@ def optimizer_config(block: dict, cfg: PPOConfig, where: str = "ppo.optim") -> T
 def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[str], score_fn: ScoreFn,
               cfg: PPOConfig, optim: TrainConfig, eval_fn: Optional[EvalFn] = None,
               on_rollout: Optional[RolloutHook] = None, progress: bool = True) -> PPOResult:
-    """Run ``cfg.steps`` PPO iterations in place on ``policy``; ``ref_model`` stays frozen.
+    """Run ``cfg.max_steps`` PPO iterations in place on ``policy``; ``ref_model`` stays frozen.
 
     ``eval_fn(step)`` runs before training, every ``cfg.eval_every`` iterations and at the end; its
     rows join the history (the over-optimisation curve). ``on_rollout(prompt_indices, rollout)``
@@ -214,8 +215,8 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
     evaluate(0)
     stopped = False
     done = 0
-    bar = tqdm(total=cfg.steps, disable=not progress, file=sys.stderr, desc="ppo", dynamic_ncols=True)
-    for it in range(cfg.steps):
+    bar = tqdm(total=cfg.max_steps, disable=not progress, file=sys.stderr, desc="ppo", dynamic_ncols=True)
+    for it in range(cfg.max_steps):
         if cfg.time_budget_s is not None and time.perf_counter() - start >= cfg.time_budget_s:
             stopped = True
             break
@@ -272,7 +273,7 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
         done = it + 1
         bar.update(1)
         bar.set_postfix(score=f"{row['score_raw']:.3f}", kl=f"{row['kl']:.2f}")
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.max_steps:
             evaluate(done)
     bar.close()
     evaluate(done)

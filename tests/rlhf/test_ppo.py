@@ -72,7 +72,7 @@ def _run(tokenizer, prompts, steps=20, seed=0):
     policy = PolicyWithValue(build_llama(dict(TINY_MODEL), tokenizer, seed=0))
     ref = build_llama(dict(TINY_MODEL), tokenizer, seed=0)
     short = lambda ps, texts: -torch.tensor([float(len(t.split())) for t in texts])  # prefer short answers
-    cfg = PPOConfig(steps=steps, batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=10, kl_coef=0.01,
+    cfg = PPOConfig(max_steps=steps, batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=10, kl_coef=0.01,
                     eval_every=8, seed=seed)
     evals = []
     result = train_ppo(policy, ref, tokenizer, prompts * 4, short, cfg,
