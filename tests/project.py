@@ -43,7 +43,7 @@ def project_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def cli(project: Path, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def cli(project: Path, env: dict, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "alignflow.cli", *args], cwd=project, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
