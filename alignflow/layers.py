@@ -64,7 +64,7 @@ def layer_violations(root: Path) -> list[str]:
     return found
 
 
-def area_of(module: str) -> str | None:
+def module_area(module: str) -> str | None:
     """`pipelines.rlhf.ppo` -> `pipelines.rlhf`; None outside a pipelines area."""
     parts = module.split(".")
     return ".".join(parts[:2]) if parts[0] == "pipelines" and len(parts) >= 2 else None
@@ -77,11 +77,11 @@ def area_cycles(root: Path) -> list[list[str]]:
     root = root.resolve()
     graph = nx.DiGraph()
     for path in project_files(root):
-        source = area_of(module_name(root, path))
+        source = module_area(module_name(root, path))
         if source is None or path.parent == root / "pipelines":
             continue
         for name in _imported_names(path, root):
-            target = area_of(name)
+            target = module_area(name)
             if target and target != source and (root / target.replace(".", "/")).is_dir():
                 graph.add_edge(source, target)
     return sorted(sorted(c) for c in nx.simple_cycles(graph))
