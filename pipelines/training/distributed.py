@@ -1,0 +1,115 @@
+"""Ranks of a multi-process run, and the few collective operations the pipeline needs.
+
+A stage launched under `torchrun` (see alignflow/runtime/launch.py) runs the same code on every
+rank; `RANK`, `WORLD_SIZE` and `LOCAL_RANK` come from the launcher and default to one process.
+`init()` joins the process group (gloo on CPU, NCCL on GPU) once; every helper here is a no-op
+for one process, so components call them unconditionally.
+
+Work that is not a gradient step (rollouts, best-of-n pools, evaluation generation) is split with
+`shard` (a contiguous, balanced block per rank) and put back together with `gather`, which
+concatenates in rank order: the gathered list has the order of the unsplit input.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process sits in the run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def ranks() -> Ranks:
+    """This process's rank and the world size, from the launcher's environment (one process by default)."""
+    try:
+        return Ranks(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                     int(os.environ.get("LOCAL_RANK", 0)))
+    except ValueError as exc:
+        raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers: {exc}") from exc
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init(backend: str | None = None) -> Ranks:
+    """Join the process group when launched with more than one rank; safe to call repeatedly."""
+    here = ranks()
+    if here.world > 1 and dist.is_available() and not dist.is_initialized():
+        chosen = backend or default_backend()
+        if chosen == "nccl":
+            torch.cuda.set_device(here.local_rank)
+        dist.init_process_group(backend=chosen, rank=here.rank, world_size=here.world)
+    return here
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_sum(values: Mapping[str, float]) -> dict[str, float]:
+    """Sum each named value over ranks (every rank gets the sums); keys must match on every rank."""
+    keys = sorted(values)
+    if not is_distributed() or not keys:
+        return {k: float(values[k]) for k in keys}
+    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    return dict(zip(keys, flat.tolist()))
+
+
+def all_reduce_mean(values: Mapping[str, float]) -> dict[str, float]:
+    """The mean of each named value over ranks."""
+    world = dist.get_world_size() if is_distributed() else 1
+    return {k: v / world for k, v in all_reduce_sum(values).items()}
+
+
+def shard_bounds(n: int, rank: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """[start, end) of this rank's contiguous block of n items; the first n % world ranks get one more."""
+    here = ranks()
+    rank = here.rank if rank is None else rank
+    world = here.world if world is None else world
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def shard(items: Sequence, rank: int | None = None, world: int | None = None) -> list:
+    """This rank's contiguous block of `items` (all of them for one process)."""
+    start, end = shard_bounds(len(items), rank, world)
+    return list(items[start:end])
+
+
+def gather(part: Sequence) -> list:
+    """Concatenate every rank's `part` in rank order, on every rank (picklable items; in-process only)."""
+    if not is_distributed():
+        return list(part)
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(part))
+    return [item for chunk in parts for item in chunk]
+
+
+def broadcast(obj: Any, src: int = 0) -> Any:
+    """Rank `src`'s `obj` on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
