@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipelines.data.template import format_prompt
+from pipelines.training.distributed import gather, shard
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,12 +35,17 @@ def generate_responses(
     seed: int = 0,
     batch_size: int = 8,
     progress: bool = True,
+    across_ranks: bool = True,
 ) -> list[str]:
     """Generate one response per prompt; returns the decoded response text, stripped.
 
     ``temperature == 0`` means greedy decoding. Sampling for batch ``b`` is seeded with
     ``seed + b`` inside a forked RNG, so results depend only on (model, prompts, seed,
     batch_size, settings), never on the caller's RNG state, and the caller's RNG is untouched.
+    Under several ranks each rank generates a contiguous block of whole batches (same batch
+    boundaries and seeds) and every rank gets all responses back in prompt order: the result
+    does not depend on the number of ranks. ``across_ranks=False`` keeps the work on this rank
+    (for callers whose ranks do not all call at the same time with the same prompts).
     """
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
@@ -47,9 +53,10 @@ def generate_responses(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     was_training = model.training
     model.eval()
-    outputs: list[str] = []
-    starts = range(0, len(prompts), batch_size)
-    for b, start in enumerate(tqdm(starts, desc="generate", disable=not progress, file=sys.stderr)):
+    batches = list(enumerate(range(0, len(prompts), batch_size)))
+    mine = shard(batches) if across_ranks else batches
+    local: list[list[str]] = []
+    for b, start in tqdm(mine, desc="generate", disable=not progress, file=sys.stderr):
         chunk = prompts[start : start + batch_size]
         rows = [
             ([bos] if bos is not None else [])
@@ -65,9 +72,11 @@ def generate_responses(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + b)
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        texts = []
         for row in out[:, input_ids.shape[1] :].tolist():
             if eos in row:
                 row = row[: row.index(eos)]
-            outputs.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+            texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+        local.append(texts)
     model.train(was_training)
-    return outputs
+    return [text for texts in (gather(local) if across_ranks else local) for text in texts]

@@ -17,6 +17,7 @@ from pipelines.evaluation.policy_eval import summarize_policy
 from pipelines.evaluation.sampling import generate_responses
 from pipelines.rlhf.rewards import ReferenceResponses
 from pipelines.rlhf.rollout import forward_logprobs, sample_rollout, sequence_kl
+from pipelines.training.distributed import gather, shard
 
 
 def heldout_prompts(pool: Sequence[Mapping]) -> tuple[list[dict], list[list[float]]]:
@@ -31,10 +32,13 @@ def distinct_prompts(records: Sequence[Mapping], n: int) -> list[str]:
 
 
 def greedy_references(sft_lm, tokenizer, ev: Mapping) -> ReferenceResponses:
-    """GRAM's reference for a prompt: the SFT policy's greedy response, made on first use."""
+    """GRAM's reference for a prompt: the SFT policy's greedy response, made on first use.
+
+    Made on the rank that needs it: under several ranks PPO scores each rank's own rollouts, so
+    the ranks' missing prompts differ and a collective here would not line up."""
     return ReferenceResponses(lambda ps: generate_responses(
         sft_lm, tokenizer, ps, max_new_tokens=int(ev["max_new_tokens"]), temperature=0.0,
-        batch_size=int(ev["batch_size"]), progress=False))
+        batch_size=int(ev["batch_size"]), progress=False, across_ranks=False))
 
 
 @torch.no_grad()
@@ -45,11 +49,13 @@ def sample_policy(policy, ref_model, tokenizer, prompts: Sequence[Mapping], n_pe
 
     The KL estimate is the summed log-ratio of the sampled tokens under both models, both at the
     sampling temperature: an unbiased estimate of the KL between the two sampling distributions.
+    Under several ranks each rank samples a contiguous block of whole batches (same boundaries and
+    seeds) and every rank gets all rows in order: the rows do not depend on the number of ranks.
     """
     flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n_per_prompt)]
     rows: list[dict] = []
-    starts = range(0, len(flat), batch_size)
-    for b, start in enumerate(tqdm(starts, desc="policy eval", disable=not progress, file=sys.stderr)):
+    mine = shard(list(enumerate(range(0, len(flat), batch_size))))
+    for b, start in tqdm(mine, desc="policy eval", disable=not progress, file=sys.stderr):
         chunk = flat[start:start + batch_size]
         rollout = sample_rollout(policy, tokenizer, [p["prompt"] for _, p in chunk], max_new_tokens, temperature,
                                  seed=seed * 1_000_003 + b)
@@ -58,7 +64,7 @@ def sample_policy(policy, ref_model, tokenizer, prompts: Sequence[Mapping], n_pe
         for (i, p), text, k in zip(chunk, rollout.texts, kl.tolist()):
             rows.append({"prompt_index": i, "id": p.get("id", str(i)), "family": p.get("family", "all"),
                          "prompt": p["prompt"], "response": text, "gold": float(gold_fn(p["spec"], text)), "kl": k})
-    return rows
+    return gather(rows)
 
 
 def evaluate_policy(policy, ref_lm, tokenizer, pool: Sequence[Mapping], proxies: Mapping, ev: Mapping,

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from sacrebleu.metrics import BLEU
 
+from pipelines.training.distributed import gather, shard
+
 # ----------------------------------------------------------------------------- BLEU
 
 
@@ -108,12 +110,18 @@ def stack(features: Sequence[np.ndarray], idx: Sequence[int]) -> tuple[torch.Ten
 
 def decode(fn: Callable[[torch.Tensor, torch.Tensor], list[list[int]]], features: Sequence[np.ndarray],
            batch_size: int = 32) -> list[list[int]]:
-    """`fn(feats, lengths) -> ids per utterance` over all `features`, length-batched, in input order."""
+    """`fn(feats, lengths) -> ids per utterance` over all `features`, length-batched, in input order.
+
+    Under several ranks each rank decodes a contiguous block of the same length batches and every
+    rank gets all hypotheses back: decoding is deterministic, so the result does not depend on the
+    number of ranks."""
     out: list[list[int] | None] = [None] * len(features)
+    decoded = []
     with torch.inference_mode():
-        for idx in length_batches([len(f) for f in features], batch_size):
-            for i, ids in zip(idx, fn(*stack(features, idx))):
-                out[i] = list(ids)
+        for idx in shard(length_batches([len(f) for f in features], batch_size)):
+            decoded += [(i, list(ids)) for i, ids in zip(idx, fn(*stack(features, idx)))]
+    for i, ids in gather(decoded):
+        out[i] = ids
     return out  # type: ignore[return-value]
 
 

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from pipelines.models.vlm.encoding import Layout
 from pipelines.models.vlm.llava import pixel_tensor
+from pipelines.training.distributed import gather, ranks, shard
 
 
 def captioning_loss(model, batch: dict):
@@ -33,15 +34,22 @@ def generate(vlm, layout: Layout, prompt: str, image: np.ndarray | None, n: int,
 
 def sample_responses(vlm, layout: Layout, prompts: Sequence[dict], images: Sequence[np.ndarray | None], n: int,
                      max_new_tokens: int, temperature: float, seed: int, greedy: bool = False) -> list[list[str]]:
-    """`n` samples per prompt record (its "prompt" text with its image), reproducible for a seed."""
+    """`n` samples per prompt record (its "prompt" text with its image), reproducible for a seed.
+
+    Under several ranks each rank samples a contiguous block of the prompts and every rank gets all
+    of them back in order. Greedy results do not depend on the number of ranks; sampled ones do
+    (one RNG stream runs through a rank's prompts, seeded `seed` on rank 0 and `seed + rank` on
+    the others, so one process is unchanged)."""
+    here = ranks()
+    pairs = shard(list(zip(prompts, images)))
     was_training = vlm.training
     vlm.eval()
     out = []
     try:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for rec, image in tqdm(list(zip(prompts, images)), desc="sample", leave=False):
+            torch.manual_seed(seed + here.rank * 1_000_003)
+            for rec, image in tqdm(pairs, desc="sample", leave=False):
                 out.append(generate(vlm, layout, rec["prompt"], image, n, max_new_tokens, temperature, greedy))
     finally:
         vlm.train(was_training)
-    return out
+    return gather(out)
