@@ -6,6 +6,13 @@ response token, GAE advantages (gamma 1, lambda 0.95 by default), a clipped poli
 clipped value loss. The value head sits on the policy's last hidden state (shared trunk).
 Optimisation goes through the shared training loop's backend (AdamW + schedule + clipping, or
 DeepSpeed), generation through HF ``generate`` with the KV cache.
+
+Under several ranks (`torchrun`) every rank draws the same global prompt batch, samples and scores
+its own contiguous shard, and updates on it; the backend averages gradients, so each minibatch step
+is one step on the union of the ranks' minibatches. The reward normaliser, the advantage whitening
+and the logged means are computed over the global batch (pipelines/rlhf/batch_stats.py). Sampling is
+seeded per rank (rank 0 keeps the one-process seed), so results depend on the number of ranks; one
+process is unchanged.
 """
 from __future__ import annotations
 
@@ -19,10 +26,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pipelines.rlhf.batch_stats import (global_masked_whiten, global_normalizer, masked_mean, mean_over_ranks,
+                                        sum_over_ranks)
 from pipelines.rlhf.rewards import RewardNormalizer, ScoreFn
 from pipelines.rlhf.rollout import Rollout, forward_logprobs, position_ids, sample_rollout, token_logprobs
 from pipelines.training.config import TrainConfig, config_from_block
 from pipelines.training.backends import make_backend
+from pipelines.training.distributed import ranks, shard
 from pipelines.training.rng import set_seed
 
 
@@ -89,16 +99,6 @@ class PolicyWithValue(nn.Module):
         logp = token_logprobs(out.logits, input_ids, query_len, temperature)
         hidden = out.hidden_states[-1][:, query_len - 1:-1]
         return logp, self.value_head(hidden.float()).squeeze(-1)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
 def kl_penalised_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
@@ -193,6 +193,11 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
     if optim.max_steps != max(cfg.optimizer_steps, 1) or optim.seed != cfg.seed:
         raise ValueError(f"optimizer config has max_steps {optim.max_steps} and seed {optim.seed}; this PPO run "
                          f"takes {max(cfg.optimizer_steps, 1)} steps with seed {cfg.seed} (build it with optimizer_config)")
+    here = ranks()
+    if cfg.batch_size % here.world or cfg.minibatch_size % here.world:
+        raise ValueError(f"PPO batch_size {cfg.batch_size} and minibatch_size {cfg.minibatch_size} must be "
+                         f"multiples of the number of processes ({here.world})")
+    local_batch, local_minibatch = cfg.batch_size // here.world, cfg.minibatch_size // here.world
     backend = make_backend(policy, optim)
     stream = PromptStream(len(prompts), cfg.seed)
     phases = {"generate": 0.0, "score": 0.0, "reference": 0.0, "update": 0.0, "eval": 0.0}
@@ -220,15 +225,15 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
         if cfg.time_budget_s is not None and time.perf_counter() - start >= cfg.time_budget_s:
             stopped = True
             break
-        idx = stream.take(cfg.batch_size)
+        idx = shard(stream.take(cfg.batch_size))
         batch_prompts = [prompts[i] for i in idx]
         t0 = time.perf_counter()
         rollout = sample_rollout(policy.lm, tokenizer, batch_prompts, cfg.max_new_tokens, cfg.temperature,
-                                 seed=cfg.seed * 1_000_003 + it)
+                                 seed=cfg.seed * 1_000_003 + it + here.rank * 7_654_321)
         t1 = time.perf_counter()
         raw = score_fn(batch_prompts, rollout.texts).detach().float()
         if normalizer is None:
-            normalizer = RewardNormalizer.fit(raw) if cfg.normalize_reward else RewardNormalizer()
+            normalizer = global_normalizer(raw, cfg.normalize_reward)
         score = normalizer(raw)
         t2 = time.perf_counter()
         mask = rollout.response_mask
@@ -239,15 +244,15 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
             rewards = kl_penalised_rewards(score, old_logp, ref_logp, mask, cfg.kl_coef)
             advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
             if cfg.whiten_advantages:
-                advantages = masked_whiten(advantages, mask)
+                advantages = global_masked_whiten(advantages, mask)
         t3 = time.perf_counter()
         sums = {"pg_loss": 0.0, "vf_loss": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
         n_updates = 0
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + it)
         policy.train()
         for _ in range(cfg.ppo_epochs):
-            perm = torch.randperm(cfg.batch_size, generator=gen)
-            for mb in perm.split(cfg.minibatch_size):
+            perm = torch.randperm(local_batch, generator=gen)
+            for mb in perm.split(local_minibatch):
                 part = _slice(rollout, mb)
                 logp, values = backend.module(part.input_ids, part.attention_mask, part.query_len, cfg.temperature)
                 pg, vf, stats = ppo_losses(logp, values, old_logp[mb], old_values[mb], advantages[mb], returns[mb],
@@ -261,7 +266,7 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
         for name, dt in (("generate", t1 - t0), ("score", t2 - t1), ("reference", t3 - t2), ("update", t4 - t3)):
             phases[name] += dt
         samples += cfg.batch_size
-        tokens += int(mask.sum())
+        tokens += sum_over_ranks(int(mask.sum()))
         seq_kl = ((old_logp - ref_logp) * mask).sum(1)
         row = {"step": it + 1, "score_raw": float(raw.mean()), "score": float(score.mean()),
                "kl": float(seq_kl.mean()), "return": float(rewards.sum(1).mean()),
@@ -269,6 +274,7 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
                **{k: v / max(n_updates, 1) for k, v in sums.items()}}
         if on_rollout is not None:
             row.update(on_rollout(idx, rollout))
+        row = mean_over_ranks(row, [k for k in row if k not in ("step", "lr")])
         history.append(row)
         done = it + 1
         bar.update(1)

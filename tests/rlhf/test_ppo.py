@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from pipelines.rlhf.ppo import (PPOConfig, PolicyWithValue, gae, kl_penalised_rewards, masked_whiten, ppo_losses,
+from pipelines.rlhf.batch_stats import masked_whiten
+from pipelines.rlhf.ppo import (PPOConfig, PolicyWithValue, gae, kl_penalised_rewards, ppo_losses,
                                 optimizer_config, train_ppo)
 from pipelines.rlhf.rewards import RewardNormalizer
 from pipelines.rlhf.rollout import forward_logprobs, sample_rollout
