@@ -16,6 +16,13 @@ Data: a list of token-id sequences, right-padded into batches, reshuffled every 
 generator seeded by ``seed``; AdamW for `max_steps` steps (the length of every training block in
 this project is named `max_steps`; `lisa_config_from_block` builds the config from a params block). The model runs in eval mode
 (dropout off), so a fixed seed gives identical results on CPU. tqdm progress goes to stderr.
+
+Optimisation is the training loop's backend (`make_backend`: AdamW at a constant lr, clipping, and
+the gradient average over ranks), not the loop itself: LiSA keeps its own epoch-wise batch order.
+Weight decay follows the backend's rule (matrices only, never the 1-D biases). Under several ranks
+(`torchrun`) `batch_size` is per rank, as in the loop: at step s rank r trains on batch s * world + r
+of the one-process batch stream (its masked-LM seed too), and the backend averages the gradients,
+so one step sees `world` batches. The logged losses are means over ranks.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from tqdm import tqdm
 
 from pipelines.compression.lisa import lisa_parameters, recording_attention
 from pipelines.compression.objective import forward, lm_inputs, make_batches, nll_from_logits, pad_id
+from pipelines.training.backends import make_backend
+from pipelines.training.config import TrainConfig
+from pipelines.training.distributed import all_reduce_mean, ranks
 
 DISTILL_LOSSES = ("kl", "mse")
 
@@ -101,6 +111,13 @@ def attention_distillation(student: dict, teacher: dict, layers: Sequence[int], 
     return total / len(layers)
 
 
+def _backend_config(cfg: LisaTrainConfig) -> TrainConfig:
+    """The backend's view of a LiSA run: AdamW with torch's defaults, no warm-up, constant lr."""
+    return TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=0, max_steps=max(cfg.max_steps, 1),
+                       min_lr_ratio=1.0, batch_size=cfg.batch_size, max_grad_norm=cfg.max_grad_norm,
+                       betas=(0.9, 0.999), eps=1e-8, seed=cfg.seed)
+
+
 def train_lisa(model: nn.Module, sequences: Sequence[Sequence[int]], config: LisaTrainConfig | None = None,
                teacher: nn.Module | None = None) -> dict:
     """Train the LiSA parameters of ``model`` in place; returns {"loss", "lm", "distill"}: per-step
@@ -117,7 +134,8 @@ def train_lisa(model: nn.Module, sequences: Sequence[Sequence[int]], config: Lis
     layers = model.lisa_state.layers
     torch.manual_seed(cfg.seed)
     order_gen = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    here = ranks()
+    backend = make_backend(model, _backend_config(cfg))
     was_training = model.training
     model.eval()
     if teacher is not None:
@@ -125,12 +143,16 @@ def train_lisa(model: nn.Module, sequences: Sequence[Sequence[int]], config: Lis
     batches: list = []
     try:
         for step in tqdm(range(cfg.max_steps), desc="lisa", file=sys.stderr, disable=not cfg.progress):
-            if not batches:
-                order = torch.randperm(len(sequences), generator=order_gen).tolist()
-                batches = make_batches(sequences, cfg.batch_size, pad_id(model), order)[::-1]
-            ids, mask = batches.pop()
-            inputs, targets = lm_inputs(model, ids, mask, mask_token_id=cfg.mask_token_id, seed=cfg.seed + step) \
-                if cfg.lm_weight > 0 else (ids, None)
+            for position in range(here.world):  # this rank's batch of the step's `world` batches
+                if not batches:
+                    order = torch.randperm(len(sequences), generator=order_gen).tolist()
+                    batches = make_batches(sequences, cfg.batch_size, pad_id(model), order)[::-1]
+                batch = batches.pop()
+                if position == here.rank:
+                    ids, mask = batch
+            stream_step = step * here.world + here.rank
+            inputs, targets = lm_inputs(model, ids, mask, mask_token_id=cfg.mask_token_id,
+                                        seed=cfg.seed + stream_step) if cfg.lm_weight > 0 else (ids, None)
             distill = cfg.distill_weight > 0
             with recording_attention(model, all_layers=False) if distill else nullcontext() as student:
                 output = forward(model, inputs, mask)
@@ -145,14 +167,12 @@ def train_lisa(model: nn.Module, sequences: Sequence[Sequence[int]], config: Lis
                     forward(teacher, inputs, mask)
                 kd = attention_distillation(student, captured, layers, mask, cfg.distill_loss)
                 loss = loss + cfg.distill_weight * kd
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            history["loss"].append(loss.item())
-            history["lm"].append(lm.item())
-            history["distill"].append(kd.item())
+            backend.micro_step(loss, True)
+            row = {"loss": loss.item(), "lm": lm.item(), "distill": kd.item()}
+            if here.world > 1:
+                row = all_reduce_mean(row)
+            for key in history:
+                history[key].append(row[key])
     finally:
         model.train(was_training)
     return history
