@@ -61,12 +61,15 @@ class LisaTrainConfig:
     distill_loss: str = "kl"
     mask_token_id: int | None = None  # BERT masked-LM only
     progress: bool = True
+    processes: int = 1  # ranks the stage asks the launcher for (torchrun); batch_size is per rank
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.batch_size < 1:
             raise ValueError(f"max_steps >= 0 and batch_size >= 1 required, got {self.max_steps}, {self.batch_size}")
         if self.lm_weight < 0 or self.distill_weight < 0:
             raise ValueError("lm_weight and distill_weight must be >= 0")
+        if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
+            raise ValueError(f"processes must be an integer >= 1, got {self.processes!r}")
         if self.distill_loss not in DISTILL_LOSSES:
             raise ValueError(f"distill_loss must be one of {DISTILL_LOSSES}, got {self.distill_loss!r}")
 

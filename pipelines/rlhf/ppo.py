@@ -32,7 +32,7 @@ from pipelines.rlhf.rewards import RewardNormalizer, ScoreFn
 from pipelines.rlhf.rollout import Rollout, forward_logprobs, position_ids, sample_rollout, token_logprobs
 from pipelines.training.config import TrainConfig, config_from_block
 from pipelines.training.backends import make_backend
-from pipelines.training.distributed import ranks, shard
+from pipelines.training.distributed import broadcast, ranks, shard
 from pipelines.training.rng import set_seed
 
 
@@ -174,6 +174,14 @@ class PromptStream:
         return out
 
 
+def _out_of_time(budget_s: Optional[float], start: float, world: int) -> bool:
+    """The time budget is spent; rank 0's clock decides, so every rank stops after the same iteration."""
+    if budget_s is None:
+        return False
+    spent = time.perf_counter() - start >= budget_s
+    return bool(broadcast(spent)) if world > 1 else spent
+
+
 def optimizer_config(block: dict, cfg: PPOConfig, where: str = "ppo.optim") -> TrainConfig:
     """The optimizer's TrainConfig from a params `optim` block: its length is the run's optimizer step count."""
     return config_from_block(block, cfg.seed, where, max_steps=max(cfg.optimizer_steps, 1))
@@ -222,7 +230,7 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
     done = 0
     bar = tqdm(total=cfg.max_steps, disable=not progress, file=sys.stderr, desc="ppo", dynamic_ncols=True)
     for it in range(cfg.max_steps):
-        if cfg.time_budget_s is not None and time.perf_counter() - start >= cfg.time_budget_s:
+        if _out_of_time(cfg.time_budget_s, start, here.world):
             stopped = True
             break
         idx = shard(stream.take(cfg.batch_size))

@@ -124,3 +124,40 @@ def test_advantage_whitening_and_reward_normaliser_use_the_global_batch(two_rank
     for result in two_ranks:
         assert result["normalizer"] == pytest.approx((want.mean, want.std), rel=1e-6)
         assert result["means"] == {"step": 1, "kl": 1.5}
+
+
+def _short_answers(prompts, texts) -> torch.Tensor:
+    return -torch.tensor([float(len(t.split())) for t in texts])
+
+
+def _ppo_on_ranks(model_dir: str) -> dict:
+    """A short PPO run; what each rank ends with."""
+    from pipelines.rlhf.ppo import PPOConfig, PolicyWithValue, optimizer_config, train_ppo
+
+    tok = load_tokenizer(model_dir)
+    policy, ref = PolicyWithValue(load_causal_lm(model_dir)), load_causal_lm(model_dir)
+    if ranks().rank == 1:  # a rank that starts elsewhere must still end where rank 0 does (broadcast at start)
+        with torch.no_grad():
+            policy.value_head.bias.fill_(3.0)
+    cfg = PPOConfig(max_steps=3, batch_size=8, minibatch_size=4, ppo_epochs=2, max_new_tokens=6, kl_coef=0.01,
+                    eval_every=0, seed=1)
+    result = train_ppo(policy, ref, tok, PROMPTS * 2, _short_answers, cfg,
+                       optimizer_config({"lr": 1e-2, "warmup_steps": 0}, cfg), progress=False)
+    return {"weights": {k: v.clone() for k, v in policy.state_dict().items()}, "history": result.history,
+            "samples": result.samples, "tokens": result.generated_tokens,
+            "normalizer": (result.normalizer.mean, result.normalizer.std)}
+
+
+def test_ppo_on_two_ranks_keeps_one_policy_and_one_history(model_dir, tmp_path):
+    """Fails if PPO gradients are not averaged over ranks (weights drift apart), if the ranks step a
+    different number of times, or if logged statistics and counts are per-rank instead of global."""
+    first, second = run_ranks(_ppo_on_ranks, (model_dir,), tmp_path)
+    assert first["weights"].keys() == second["weights"].keys()
+    for key, value in first["weights"].items():
+        assert torch.equal(value, second["weights"][key]), key
+    assert first["history"] == second["history"] and len(first["history"]) == 3
+    assert first["samples"] == second["samples"] == 24
+    assert first["tokens"] == second["tokens"] and first["normalizer"] == second["normalizer"]
+    start = load_causal_lm(model_dir).state_dict()
+    moved = [k for k, v in start.items() if not torch.equal(v, first["weights"][f"lm.{k}"])]
+    assert moved, "PPO did not update the policy"
