@@ -4,7 +4,6 @@ Gate: validation perplexity at most `base_lm.gate.max_val_ppl`.
 """
 from __future__ import annotations
 
-import shutil
 
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.gates import Provenance, file_eval_set, upper_bound_gate
@@ -16,7 +15,7 @@ from pipelines.models.causal_lm import build_llama, causal_lm_loss, count_parame
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, finish_trained_model, texts, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, texts, train_config
 
 
 def run(ctx: StageContext) -> None:
@@ -66,7 +65,7 @@ def run(ctx: StageContext) -> None:
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2),
                              "tokens_per_second": round(result.tokens_seen / max(result.elapsed_s, 1e-9), 1)})
     finish_trained_model(ctx, out, ctx.output_path("out"), result.history, "Base LM pre-training", "val_ppl", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)  # finished: nothing left to resume
+    drop_checkpoint(ckpt)  # finished: nothing left to resume
 
 
 if __name__ == "__main__":

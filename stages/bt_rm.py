@@ -4,7 +4,6 @@ Published as `reward-bt`; gate: in-distribution gold-order accuracy with a 95% i
 """
 from __future__ import annotations
 
-import shutil
 from functools import partial
 
 from alignflow.runtime.gates import Provenance, file_eval_set, interval_gate
@@ -16,7 +15,7 @@ from pipelines.models.reward.bt import BTRewardModel, bt_examples, bt_loss, coll
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, train_config
 from stages.reward_common import EVAL_SPLITS, evaluate_reward_model, relative
 
 
@@ -47,7 +46,7 @@ def run(ctx: StageContext) -> None:
     rm.save(str(out / "model"))
     finish_trained_model(ctx, out, relative(ctx, ctx.output_path("out")), result.history,
                          "Bradley-Terry reward model", "acc", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from alignflow.runtime.errors import ParamsError
@@ -10,6 +11,7 @@ from alignflow.runtime.stage import StageContext
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import plot_training, write_csv
 from pipelines.training.config import TrainConfig, config_from_block
+from pipelines.training.distributed import ranks
 
 
 def train_config(ctx: StageContext, block: dict, key: str) -> TrainConfig:
@@ -23,6 +25,14 @@ def checkpoint_key(*parts: object) -> str:
     """A folder name that changes whenever params or inputs change, so resume never mixes runs."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def drop_checkpoint(folder: Path | str) -> None:
+    """Remove a finished run's resumable checkpoint folder: on the main rank only, which writes it
+    (another rank removing it could cut rank 0's last save short, or lose the resume point of a
+    stage that fails after training)."""
+    if ranks().is_main:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def texts(path: Path) -> list[str]:

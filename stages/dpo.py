@@ -6,7 +6,6 @@ gate: gold gain over SFT with the 95% interval above 0.
 from __future__ import annotations
 
 import copy
-import shutil
 from functools import partial
 
 from alignflow.runtime.errors import ParamsError
@@ -18,7 +17,7 @@ from pipelines.rlhf.dpo import add_reference_logprobs, collate_dpo, dpo_examples
 from pipelines.rlhf.heldout import evaluate_policy, greedy_references
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, train_config
 from stages.policy_common import POLICY_INPUTS, gold_gate, load_sft, policy_options, read_pool, reward_scorers
 from stages.reward_common import relative
 
@@ -56,7 +55,7 @@ def run(ctx: StageContext) -> None:
     metrics["gate"] = gold_gate(ctx, metrics)
     save_causal_lm(policy, tokenizer, str(out / "model"))
     finish_trained_model(ctx, out, relative(ctx, ctx.output_path("out")), result.history, "DPO", "train_acc", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ least the baseline's.
 from __future__ import annotations
 
 import json
-import shutil
 from functools import partial
 
 from alignflow.runtime.gates import Provenance, baseline_gate, file_eval_set
@@ -22,7 +21,7 @@ from pipelines.models.reward import GenerativeRewardModel, collate_judge, gram_s
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, train_config
 from stages.reward_common import EVAL_SPLITS, evaluate_reward_model, relative
 
 GATE_METRIC = "test_ood/acc_gold"
@@ -68,7 +67,7 @@ def run(ctx: StageContext) -> None:
     rm.save(str(out / "model"))
     finish_trained_model(ctx, out, relative(ctx, ctx.output_path("out")), result.history,
                          f"GRAM stage 2 ({name})", "acc", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 def _options(parser) -> None:

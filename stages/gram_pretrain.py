@@ -5,7 +5,6 @@ responses side by side before it ever sees a preference label.
 """
 from __future__ import annotations
 
-import shutil
 from functools import partial
 
 from alignflow.runtime.stage import StageContext, stage_main
@@ -18,7 +17,7 @@ from pipelines.models.reward import gram_stage1_loss, unlabeled_pair_examples
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, train_config, write_curves
+from stages.common import checkpoint_key, drop_checkpoint, train_config, write_curves
 
 
 def run(ctx: StageContext) -> None:
@@ -52,7 +51,7 @@ def run(ctx: StageContext) -> None:
     ctx.write_metrics(out, {"val_ppl": round(final, 4), "initial_val_ppl": round(initial, 4),
                             "train_pairs": len(train_ex), "train_steps": result.steps,
                             "stopped_by_time_budget": result.stopped_by_time_budget})
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 if __name__ == "__main__":

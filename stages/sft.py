@@ -7,7 +7,6 @@ interval above `sft.gate.min_gain`.
 """
 from __future__ import annotations
 
-import shutil
 from statistics import fmean
 
 from alignflow.runtime.errors import ParamsError
@@ -24,7 +23,7 @@ from pipelines.models.causal_lm import causal_lm_loss, load_causal_lm, save_caus
 from pipelines.models.tokenizer import load_tokenizer
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, train_config
 
 
 def run(ctx: StageContext) -> None:
@@ -94,7 +93,7 @@ def run(ctx: StageContext) -> None:
             f"paired gold gain over the base LM {gain:+.3f} [{gain_low:+.3f}, {gain_high:+.3f}]"),
     }
     finish_trained_model(ctx, out, ctx.output_path("out"), result.history, "SFT", "val_ppl", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 if __name__ == "__main__":

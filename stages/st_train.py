@@ -15,7 +15,6 @@ Gate: `bleu` above `st.gate.min_bleu`.
 from __future__ import annotations
 
 import json
-import shutil
 
 import torch
 
@@ -31,7 +30,7 @@ from pipelines.speech.training import bucket_batches, collate_batch, make_exampl
 from pipelines.speech.vocab import Vocab
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
-from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, train_config
 from stages.speech_common import DEV, SEED_KEY, TEST, TRAIN, features, relative, segments
 
 
@@ -130,7 +129,7 @@ def run(ctx: StageContext) -> None:
     }
     finish_trained_model(ctx, out, relative(ctx.root, ctx.output_path("out")), result.history, f"{variant} ({kind})",
                          "eval_loss", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ hallucination rate and recall. The visual reward models start from this model; b
 """
 from __future__ import annotations
 
-import shutil
 from functools import partial
 
 from alignflow.runtime.stage import StageContext, stage_main
@@ -21,7 +20,7 @@ from pipelines.training.rng import set_seed
 from pipelines.visual.images import ImageStore
 from pipelines.visual.policy import captioning_loss, sample_responses
 from pipelines.visual.policy_eval import TOKENIZER_FILES, greedy_metrics, held_out_prompts, tokenizer_texts
-from stages.common import checkpoint_key, finish_trained_model, train_config
+from stages.common import checkpoint_key, drop_checkpoint, finish_trained_model, train_config
 
 
 def run(ctx: StageContext) -> None:
@@ -64,7 +63,7 @@ def run(ctx: StageContext) -> None:
                                              for r, a in zip(held_out[:20], answers[:20])) + "\n")
     finish_trained_model(ctx, out, ctx.output_path("out"), result.history, "Visual policy captioning loss",
                          "val_loss", metrics)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    drop_checkpoint(ckpt)
 
 
 if __name__ == "__main__":

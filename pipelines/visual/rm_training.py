@@ -18,6 +18,7 @@ from pipelines.models.reward.visual import VisualRewardModel, pairwise_loss
 from pipelines.models.vlm.encoding import collate_pairs
 from pipelines.models.vlm.llava import load_vlm
 from pipelines.training.config import TrainConfig
+from pipelines.training.distributed import ranks
 from pipelines.training.loop import train
 from pipelines.training.rng import set_seed
 
@@ -119,5 +120,8 @@ def train_visual_rm(policy_dir: Path, phases: Sequence[tuple[str, list[dict]]], 
 
 
 def remove_checkpoints(folders: Sequence[Path]) -> None:
+    """Remove finished phases' checkpoints; on the main rank only, which writes them."""
+    if not ranks().is_main:
+        return
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
