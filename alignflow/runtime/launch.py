@@ -2,7 +2,7 @@
 
 `stage_main` asks `launch_plan` whether the stage wants more than one process: the largest
 `processes` among the `train:` blocks of the stage's params (dvc.yaml's `params:` of the stage, or
-the blocks the stage names, nested phase blocks included). When it does and this process is not
+the blocks the stage names, nested phase blocks and PPO's `optim:` included). When it does and this process is not
 already a rank, `run_launched` re-executes the very same stage command under torchrun:
 
     python -m torch.distributed.run --standalone --nproc_per_node N -m stages.X ARGS
@@ -42,6 +42,7 @@ BAD_INPUT_EXIT = 2
 ERROR_FILE_ENV = "ALIGNFLOW_LAUNCH_ERROR_FILE"
 LAUNCHED_ENV = "ALIGNFLOW_LAUNCHED"
 LAUNCHER_KEYS = {"nnodes": int, "node_rank": int, "rdzv_endpoint": str, "rdzv_id": str}
+TRAIN_BLOCKS = ("train", "optim")  # names of TrainConfig blocks (`optim`: PPO's optimizer block)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def _lookup(params: Mapping, dotted: str) -> Any:
 
 
 def requested_processes(params: Mapping, keys: Sequence[str]) -> int:
-    """The largest `processes` of any `train:` block under the params `keys` (1 when none asks)."""
+    """The largest `processes` of any training block (`TRAIN_BLOCKS`) under the params `keys` (1 when none asks)."""
     found = [1]
 
     def walk(node: Any, where: str) -> None:
@@ -83,7 +84,7 @@ def requested_processes(params: Mapping, keys: Sequence[str]) -> int:
             return
         for key, value in node.items():
             at = f"{where}.{key}" if where else str(key)
-            if key == "train" and isinstance(value, Mapping) and "processes" in value:
+            if key in TRAIN_BLOCKS and isinstance(value, Mapping) and "processes" in value:
                 n = value["processes"]
                 if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                     raise ParamsError(f"params.yaml: {at}.processes: expected an integer >= 1, got {n!r}")

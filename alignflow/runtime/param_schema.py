@@ -26,6 +26,7 @@ EXTRA_TOP_LEVEL = {"profile": ("str",), "launcher": ("mapping",)}
 # default lives in code and setting it changes no result (`processes: 1` is what every stage runs).
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "*.train.processes": ("int",),  # ranks the stage runs on (pipelines/training/config.py)
+    "*.optim.processes": ("int",),  # the same in PPO's optimizer block
 }
 
 # What a key accepts when the default profile cannot say it (a null default), or when a non-null
