@@ -13,10 +13,15 @@ from pipelines.training.distributed import gather, ranks, shard
 
 
 def captioning_loss(model, batch: dict):
-    """Token cross-entropy on response tokens (prompt, image and pad positions are masked in `labels`)."""
+    """Token cross-entropy on response tokens (prompt, image and pad positions are masked in `labels`).
+
+    Under several ranks it names its token count (`target_tokens`), so the loop weights each rank's
+    mean by its share of the step's tokens; one process logs no extra metric (its history is unchanged)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 pixel_values=batch["pixel_values"], labels=batch["labels"], use_cache=False)
-    return out.loss, {}
+    if ranks().world == 1:
+        return out.loss, {}
+    return out.loss, {"target_tokens": float((batch["labels"][:, 1:] != -100).sum())}
 
 
 @torch.no_grad()
