@@ -51,6 +51,7 @@ from pipelines.compression.train import LisaTrainConfig, lisa_config_from_block
 from pipelines.evaluation.plots import write_csv
 from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.tokenizer import load_tokenizer
+from pipelines.training.distributed import ranks
 from pipelines.training.rng import set_seed
 
 KEYS = {"threads", "max_length", "n_train", "n_val", "eval_batch_size", "analysis", "budget", "rank", "mode",
@@ -185,6 +186,12 @@ def run(ctx: StageContext) -> None:
     lisa_ppl = ablations["full"]["val_ppl"] if fallback else perplexity(final, val, batch_size=eval_bs, seed=ctx.seed)
     report = lisa_report(final, context_len=s["max_length"])
     del ablation_models
+
+    if not ranks().is_main:
+        # Under several ranks the training above was data-parallel; what follows only measures this
+        # machine and writes the output, which is rank 0's job (measuring on every rank at once would
+        # share the cores and slow rank 0's numbers down).
+        return
 
     # (d) throughput: base with its default attention and with eager, vs LiSA
     clock = time.perf_counter()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from pipelines.models.safe_weights import require_safetensors
+from pipelines.models.safe_weights import require_safetensors, writes_on_this_rank
 
 # Architecture keys a config dict may set; everything tokenizer-derived is excluded.
 ALLOWED_KEYS = frozenset(
@@ -74,9 +74,14 @@ def build_llama(cfg: dict, tokenizer, seed: int = 0) -> LlamaForCausalLM:
 
 
 def save_causal_lm(model, tokenizer, out_dir: str) -> None:
-    """Write model (safetensors) and tokenizer into one HF checkpoint directory."""
+    """Write model (safetensors) and tokenizer into one HF checkpoint directory.
+
+    Under several ranks only rank 0 writes (HF's `save_pretrained` skips the others itself); the
+    other ranks get the empty folder (`writes_on_this_rank`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not writes_on_this_rank():
+        return
     model.save_pretrained(str(out))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out))

@@ -28,3 +28,12 @@ def require_safetensors(folder: str | Path, what: str = "checkpoint") -> list[Pa
             "safetensors only and never unpickles a user-supplied file. Convert it once where you trust it "
             "(e.g. `AutoModel.from_pretrained(folder).save_pretrained(folder)` writes model.safetensors)")
     raise FileNotFoundError(f"{folder}: no *.safetensors weights in this {what} folder")
+
+
+def writes_on_this_rank() -> bool:
+    """Whether HF `save_pretrained` writes model files in this process: not on ranks > 0 of a process
+    group (it skips them itself). Our save helpers then write nothing there: those ranks' stage
+    outputs are thrown away, and a half-written folder (tokenizer but no weights) helps no one."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)

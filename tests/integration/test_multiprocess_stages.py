@@ -126,6 +126,8 @@ def test_stage_trains_on_two_processes(project, smoke_project, stage):
     run = runs[0]
     assert run.info.status == "FINISHED"
     blocks, counts_examples = STAGES[stage]
+    asked = {k: v for k, v in run.data.params.items() if k.endswith(".processes")}
+    assert asked and set(asked.values()) == {"2"}, asked
     params = yaml.safe_load((project / "params.yaml").read_text())
     if counts_examples:
         import mlflow

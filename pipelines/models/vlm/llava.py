@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from pipelines.models.causal_lm import ALLOWED_KEYS as LLAMA_KEYS
-from pipelines.models.safe_weights import require_safetensors
+from pipelines.models.safe_weights import require_safetensors, writes_on_this_rank
 from pipelines.models.tokenizer import train_bpe_tokenizer
 
 IMAGE_TOKEN = "<image>"
@@ -96,8 +96,11 @@ def hidden_states(vlm, input_ids, attention_mask, pixel_values) -> torch.Tensor:
 
 
 def save_vlm(model, tokenizer, out_dir: Path) -> None:
+    """Model and tokenizer as one HF folder; only rank 0 writes under several ranks (as `save_causal_lm`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not writes_on_this_rank():
+        return
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     if not any(out.glob("*.safetensors")):
