@@ -8,8 +8,9 @@ Optimisation goes through the shared training loop's backend (AdamW + schedule +
 DeepSpeed), generation through HF ``generate`` with the KV cache.
 
 Under several ranks (`torchrun`) every rank draws the same global prompt batch, samples and scores
-its own contiguous shard, and updates on it; the backend averages gradients, so each minibatch step
-is one step on the union of the ranks' minibatches. The reward normaliser, the advantage whitening
+its own contiguous shard, and updates on it; the backend averages gradients, and each rank's token-mean
+loss is weighted by its share of the minibatch's response tokens (`rank_scale`), so each minibatch step
+is one step on the token mean over the union of the ranks' minibatches. The reward normaliser, the advantage whitening
 and the logged means are computed over the global batch (pipelines/rlhf/batch_stats.py). Sampling is
 seeded per rank (rank 0 keeps the one-process seed), so results depend on the number of ranks; one
 process is unchanged.
@@ -32,7 +33,7 @@ from pipelines.rlhf.rewards import RewardNormalizer, ScoreFn
 from pipelines.rlhf.rollout import Rollout, forward_logprobs, position_ids, sample_rollout, token_logprobs
 from pipelines.training.config import TrainConfig, config_from_block
 from pipelines.training.backends import make_backend
-from pipelines.training.distributed import broadcast, ranks, shard
+from pipelines.training.distributed import broadcast, rank_scale, ranks, shard
 from pipelines.training.rng import set_seed
 
 
@@ -265,7 +266,10 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
                 logp, values = backend.module(part.input_ids, part.attention_mask, part.query_len, cfg.temperature)
                 pg, vf, stats = ppo_losses(logp, values, old_logp[mb], old_values[mb], advantages[mb], returns[mb],
                                            part.response_mask, cfg.clip_range, cfg.clip_range_value)
-                backend.micro_step(pg + cfg.vf_coef * vf, True)
+                loss = pg + cfg.vf_coef * vf
+                if here.world > 1:  # token means over the union of the ranks' minibatches, not a mean of means
+                    loss = loss * rank_scale(float(part.response_mask.sum()))
+                backend.micro_step(loss, True)
                 for k, v in (("pg_loss", float(pg.detach())), ("vf_loss", float(vf.detach())), *stats.items()):
                     sums[k] += v
                 n_updates += 1
