@@ -35,7 +35,10 @@ def start_ticks(pid: int) -> int | None:
 
 
 def is_running(service: Service) -> bool:
-    return service.pid is not None and start_ticks(service.pid) == service.start_ticks
+    """The recorded process is alive (one that exited before its start time was read never is)."""
+    if service.pid is None or service.start_ticks is None:
+        return False
+    return start_ticks(service.pid) == service.start_ticks
 
 
 def start(name: str, cmd: list[str], log: Path, env: dict[str, str], cwd: Path, **record) -> Service:
