@@ -3,7 +3,7 @@
     alignflow services up [--data-dir DIR] [--remote DIR] [--pool NAME] [--timeout S]
     alignflow services down [--purge]
     alignflow services status [--json]
-    alignflow deploy [--name NAME] [--profile P] [--stages S ...] [--run [--timeout S]]
+    alignflow deploy [--name NAME] [--profile P] [--stages S ...] [--pool NAME] [--run [--timeout S]]
 
 `up` starts PostgreSQL, an MLflow server, a Prefect server, a process work pool with a worker (all on
 127.0.0.1) and adds a DVC remote on a shared folder; `alignflow run` then tracks to the servers and
@@ -54,8 +54,9 @@ def _cmd_deploy(args) -> int:
     from alignflow.services import deploy
 
     root = repo_root()
-    name = deploy.deploy(root, args.name or deploy.default_name(root), args.profile, args.stages or None)
-    print(f"deployment {name} on work pool {deploy.running_state(root).pool} (concurrency limit 1)")
+    to = deploy.target(root, args.pool)
+    name = deploy.deploy(root, args.name or deploy.default_name(root), args.profile, args.stages or None, to)
+    print(f"deployment {name} on work pool {to.pool} at {to.api_url} (concurrency limit 1)")
     if not args.run:
         print(f"trigger it with `prefect deployment run {name}` or `alignflow deploy --run`")
         return 0
@@ -82,6 +83,8 @@ def add_services_parser(sub) -> None:
     dep.add_argument("--name", help="deployment name (default: folder name and a hash of its path)")
     dep.add_argument("--profile", help="profile the deployment renders into params.yaml")
     dep.add_argument("--stages", nargs="+", help="only these stages (and their upstream)")
+    dep.add_argument("--pool", help="work pool (default: the services' pool; needed when PREFECT_API_URL names "
+                                    "a server started elsewhere)")
     dep.add_argument("--run", action="store_true", help="trigger a flow run and wait for the worker to finish it")
     dep.add_argument("--timeout", type=float, default=3600, help="--run: seconds to wait for the flow run")
     dep.set_defaults(func=_cmd_deploy)

@@ -121,17 +121,19 @@ def test_dvc_remote_is_local_config_and_push_needs_one(tmp_path):
     assert dvc_remote.push_to_remote(tmp_path) is None
 
 
-def test_deployment_guards_its_workspace(tmp_path):
+def test_deployment_guards_its_workspace_and_finds_its_servers(tmp_path):
     """Fails if the deployment's job environment loses the served-root guard (a root edited in the Prefect
-    UI would then run the flow on another folder) or the MLflow server, or if two clones with the same
-    folder name share one deployment."""
+    UI would then run the flow on another folder) or the MLflow server, if two clones with the same folder
+    name share one deployment, or if a machine without local services cannot deploy to the team's servers
+    named in its environment (or can without saying which pool)."""
     from alignflow.services import deploy
     from flows.pipeline import SERVED_ROOT_ENV
 
-    state = _state(mlflow=Service(name="mlflow", log="", url="http://127.0.0.1:5000"))
-    variables = deploy.job_variables(tmp_path, state)
+    variables = deploy.job_variables(tmp_path, "http://127.0.0.1:5000")
     assert variables["env"][SERVED_ROOT_ENV] == str(tmp_path.resolve())
     assert variables["env"]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert deploy.default_name(tmp_path / "a" / "alignflow") != deploy.default_name(tmp_path / "b" / "alignflow")
+    team = {"PREFECT_API_URL": "http://head:4200/api", "MLFLOW_TRACKING_URI": "http://head:5000"}
+    assert deploy.target(tmp_path, "gpu-01", team) == deploy.Target("http://head:4200/api", "http://head:5000", "gpu-01")
     with pytest.raises(AlignflowError, match="services up"):
-        deploy.running_state(tmp_path)
+        deploy.target(tmp_path, None, team)
