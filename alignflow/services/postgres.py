@@ -167,4 +167,9 @@ def remove_cluster(data_dir: Path) -> None:
     """Delete the cluster (for `down --purge`); the record goes with the data folder."""
     record = data_dir / "postgres.json"
     if record.is_file():
-        shutil.rmtree(json.loads(record.read_text(encoding="utf-8"))["path"], ignore_errors=True)
+        cluster = Path(json.loads(record.read_text(encoding="utf-8"))["path"])
+        shutil.rmtree(cluster, ignore_errors=True)
+        try:
+            cluster.parent.rmdir()  # as root: ~postgres/alignflow, once no workspace has a cluster there
+        except OSError:
+            pass

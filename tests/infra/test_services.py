@@ -137,3 +137,17 @@ def test_deployment_guards_its_workspace_and_finds_its_servers(tmp_path):
     assert deploy.target(tmp_path, "gpu-01", team) == deploy.Target("http://head:4200/api", "http://head:5000", "gpu-01")
     with pytest.raises(AlignflowError, match="services up"):
         deploy.target(tmp_path, None, team)
+
+
+def test_purge_removes_the_cluster_and_its_empty_parent(tmp_path):
+    """Fails if `down --purge` leaves the PostgreSQL cluster (as root it lives outside the workspace, in the
+    postgres user's home, where nothing else would ever delete it) or the folder it made for clusters."""
+    from alignflow.services import postgres
+    from alignflow.services.state import write_json_private
+
+    cluster = tmp_path / "pg-home" / "alignflow" / "abc123"
+    (cluster / "data").mkdir(parents=True)
+    (cluster / "data" / "PG_VERSION").write_text("15\n")
+    write_json_private(tmp_path / "data" / "postgres.json", {"path": str(cluster), "password": "x"})
+    postgres.remove_cluster(tmp_path / "data")
+    assert not cluster.parent.exists() and (tmp_path / "pg-home").is_dir()
