@@ -30,10 +30,21 @@ def toy_data(seed: int, n: int) -> list[dict]:
     return [{"x": x[i], "y": y[i], "mask": mask[i], "idx": i} for i in range(n)]
 
 
+class ToyNet(torch.nn.Module):
+    """A two-layer net plus a layer no loss reaches (its gradient stays None, as GRAM's head in stage 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.out, self.unused = torch.nn.Linear(6, 16), torch.nn.Linear(16, 4), torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.inp(x)))
+
+
 def toy_model(seed: int) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+        return ToyNet()
 
 
 def token_mean_loss(model, batch):
