@@ -47,7 +47,7 @@ from pipelines.training.backends import make_backend
 from pipelines.training.checkpoints import (Progress, latest_checkpoint, load_checkpoint, remove_dead_tmp,
                                             save_checkpoint)
 from pipelines.training.config import TrainConfig
-from pipelines.training.distributed import all_reduce_sum, broadcast, init as init_ranks, rank_scale
+from pipelines.training.distributed import all_reduce_sum, broadcast, comm_seconds, init as init_ranks, rank_scale
 from pipelines.training.rng import IndexStream, set_seed
 
 LossFn = Callable[[Any, Any], "tuple[torch.Tensor, dict[str, float]]"]
@@ -68,6 +68,7 @@ class TrainResult:
     stopped_by_time_budget: bool
     elapsed_s: float
     resumed_from_step: Optional[int] = None
+    comm_s: float = 0.0  # of elapsed_s, seconds inside collectives (0 for one process): a machine fact
 
 
 def _batch_counts(batch) -> tuple[int, int]:
@@ -163,6 +164,7 @@ def train(
     last_saved = prog.step if latest is not None else None
     model.train()
     start = time.perf_counter()
+    comm_start = comm_seconds()
     stopped = False
     bar = tqdm(
         total=cfg.max_steps, initial=prog.step, disable=not (progress and here.is_main), file=sys.stderr,
@@ -247,4 +249,5 @@ def train(
         stopped_by_time_budget=stopped,
         elapsed_s=time.perf_counter() - start,
         resumed_from_step=resumed_from,
+        comm_s=comm_seconds() - comm_start,
     )

@@ -32,7 +32,8 @@ def _project(root: Path, n: int = 24, **train) -> Path:
 
     root.mkdir(parents=True)
     Repo.init(str(root), no_scm=True).close()
-    block = {"lr": 0.05, "weight_decay": 0.1, "max_steps": 2, "log_every": 1, "checkpoint_every": 1, **train}
+    block = {"lr": 0.05, "weight_decay": 0.1, "max_steps": 2, "log_every": 1, "checkpoint_every": 1,
+             "time_budget_s": 900, **train}  # a budget never reached: rank 0's clock is asked every step
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
     (root / "params.yaml").write_text(yaml.safe_dump({"seed": 3, "profile": "unit", "toy": {"n": n, "train": block}}))
     (root / "trace").mkdir()
