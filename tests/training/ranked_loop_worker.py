@@ -4,6 +4,8 @@ For each DeepSpeed ZeRO stage given, every rank trains the token-mean toy of ran
 through the shared loop: straight, and crashed after the first step's checkpoint then resumed in a
 fresh model from that checkpoint. Rank r writes `OUT/z<stage>-<run>-rank<r>.json` (example indices
 per micro-step, the history) and rank 0 also the final weights, `OUT/z<stage>-<run>.safetensors`.
+Then, as PPO does, it drives `make_backend` directly (torch, and DeepSpeed ZeRO 2) for two steps on
+this rank's `shard` of 8 examples, token-weighted with `rank_scale`: `OUT/backend-<kind>.safetensors`.
 """
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from torch.utils.data import default_collate
+
+from pipelines.training.backends import make_backend
 from pipelines.training.config import TrainConfig
-from pipelines.training.distributed import init
+from pipelines.training.distributed import init, rank_scale, shard
 from pipelines.training.loop import train
 from tests.training.ranked_stage import token_mean_loss, toy_data, toy_model
 
@@ -48,6 +53,22 @@ def run(zero: int, batch_size: int, checkpoint_dir: Path, crash_after: int = 0):
     return seen, result, model
 
 
+BACKENDS = {"torch": None, "z2": {"zero_stage": 2}}
+
+
+def backend_steps(kind: str, examples: list[dict]) -> dict:
+    """Two optimizer steps through `make_backend` on `examples` (this rank's shard); the final weights."""
+    model = toy_model(SEED)
+    cfg = TrainConfig(lr=0.05, weight_decay=0.1, max_steps=2, batch_size=len(examples), seed=SEED,
+                      deepspeed=BACKENDS[kind])
+    backend = make_backend(model, cfg)
+    batch = default_collate(examples)
+    for _ in range(2):
+        loss, metrics = token_mean_loss(backend.module, batch)
+        backend.micro_step(loss * rank_scale(metrics["target_tokens"]), True)
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
 def main(out: Path, zeros: list[int]) -> None:
     here = init()
     for zero in zeros:
@@ -60,6 +81,10 @@ def main(out: Path, zeros: list[int]) -> None:
             if here.is_main:
                 weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
                 save_file(weights, str(out / f"z{zero}-{name}.safetensors"))
+    for kind in BACKENDS:
+        weights = backend_steps(kind, shard(toy_data(SEED, 8)))
+        if here.is_main:
+            save_file(weights, str(out / f"backend-{kind}.safetensors"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.project import REPO
-from tests.training.ranked_loop_worker import SEED, N, config
+from tests.training.ranked_loop_worker import BACKENDS, SEED, N, backend_steps, config
 from tests.training.ranked_stage import token_mean_loss, toy_data, toy_model
 
 pytestmark = pytest.mark.slow
@@ -83,3 +83,15 @@ def test_deepspeed_two_ranks_equal_one_process_and_resume(two_ranks, zero):
         torch.testing.assert_close(again[key], value, rtol=0, atol=1e-6)
     for a, b in zip(resumed[0]["history"], straight[0]["history"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(BACKENDS))
+def test_make_backend_averages_gradients_over_ranks(two_ranks, kind):
+    """What PPO's data-parallel update relies on: two ranks stepping `make_backend` on their `shard` of 8
+    examples (token-weighted with `rank_scale`) end where one process stepping on all 8 does. Fails if
+    the torch backend does not average gradients (or does not start ranks from rank 0's weights), if
+    DeepSpeed's reduction is bypassed, or if `rank_scale` does not weight ranks by their token share."""
+    reference = backend_steps(kind, toy_data(SEED, 8))
+    two = load_file(str(two_ranks / f"backend-{kind}.safetensors"))
+    for key, value in reference.items():
+        torch.testing.assert_close(two[key], value, rtol=0, atol=TOL)
