@@ -69,6 +69,13 @@ def _timed(fn):
     return wrapper
 
 
+def comm_device() -> torch.device:
+    """Where a collective's own tensors live: NCCL only reduces CUDA tensors, gloo CPU ones."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -100,7 +107,7 @@ def all_reduce_sum(values: Mapping[str, float]) -> dict[str, float]:
     keys = sorted(values)
     if not is_distributed() or not keys:
         return {k: float(values[k]) for k in keys}
-    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=comm_device())
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     return dict(zip(keys, flat.tolist()))
 
@@ -176,7 +183,7 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     if not is_distributed():
         return
     params = [p for p in params if p.requires_grad]
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=comm_device())
     dist.all_reduce(has, op=dist.ReduceOp.SUM)
     live = [p for p, flag in zip(params, has.tolist()) if flag > 0]
     for p in live:
