@@ -111,8 +111,9 @@ def test_rank_env_threads_interface_and_error_file(monkeypatch):
 
 
 def test_processes_is_an_optional_params_key(tmp_path):
-    """Fails if a params file or a profile overlay cannot set `processes` in a training block without the
-    default profile declaring it (the default DAG would go stale), or if a wrong type gets through."""
+    """Fails if a params file or a profile overlay cannot set `processes` in a training block (or the
+    top-level `launcher` block) without the default profile declaring it (the default DAG would go
+    stale), if a wrong type gets through, or if `launcher` is accepted anywhere but the top level."""
     schema = {"seed": 1, "sft": {"train": {"max_steps": 3}}, "ppo": {"optim": {"lr": 0.1}}}
     ok = {"seed": 1, "sft": {"train": {"max_steps": 3, "processes": 2}}, "ppo": {"optim": {"lr": 0.1, "processes": 2}},
           "launcher": {"nnodes": 1}}
@@ -122,3 +123,6 @@ def test_processes_is_an_optional_params_key(tmp_path):
     with pytest.raises(ParamsError, match="unknown key 'sft.train.procs'"):
         check_params({**ok, "sft": {"train": {"max_steps": 3, "procs": 2}}}, "params.yaml", schema=schema)
     assert overlay(schema, {"sft": {"train": {"processes": 2}}}, "profiles/x.yaml")["sft"]["train"]["processes"] == 2
+    assert overlay(schema, {"launcher": {"nnodes": 2}}, "profiles/x.yaml")["launcher"] == {"nnodes": 2}
+    with pytest.raises(ParamsError, match="unknown key 'sft.launcher'"):
+        check_params({**ok, "sft": {"train": {"max_steps": 3}, "launcher": {}}}, "params.yaml", schema=schema)
