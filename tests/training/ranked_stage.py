@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file
 
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.training.config import config_from_block
@@ -78,7 +78,8 @@ def run(ctx: StageContext) -> None:
         rank = int(os.environ.get("RANK", 0))
         Path(trace, f"rank{rank}.json").write_text(json.dumps(seen))
     ctx.write_machine_facts({"resumed_from_step": result.resumed_from_step})
-    save_model(model, str(out / "model.safetensors"))
+    # cloned: after a ZeRO 1/2 engine the parameters are views into one flat buffer, which save_model refuses
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     ctx.write_metrics(out, {"final": result.final_metrics, "history": result.history, "steps": result.steps})
 
 

@@ -66,15 +66,11 @@ def _weights(root: Path) -> dict:
     return load_file(str(root / "out/toy/model.safetensors"))
 
 
-def test_two_ranks_equal_one_process_at_twice_the_batch_and_resume_exactly(tmp_path):
-    """Fails if ranks draw their own shuffles or overlapping slices instead of blocks of one stream, if
-    gradients are not averaged (or averaged without token weighting: ranks hold different token counts),
-    if metrics or counts are not reduced, if a rank other than 0 writes outputs or opens an MLflow run,
-    if the launcher is skipped (one trace only), or if a resume from the 2-rank checkpoint restores less
-    than the straight run had (weights would differ bitwise, resumed_from_step would be missing)."""
-    one = _project(tmp_path / "one", batch_size=4, processes=1)
+def _one_vs_two(tmp_path: Path, **train) -> tuple[Path, Path]:
+    """The stage at 1 process x batch 4 and at 2 ranks x batch 2 (tracked), compared; (one, two)."""
+    one = _project(tmp_path / "one", batch_size=4, processes=1, **train)
     _ok(_stage(one))
-    two = _project(tmp_path / "two", batch_size=2, processes=2)
+    two = _project(tmp_path / "two", batch_size=2, processes=2, **train)
     _ok(_stage(two, tracking=True))
 
     [single] = _trace(one, 1)
@@ -92,7 +88,6 @@ def test_two_ranks_equal_one_process_at_twice_the_batch_and_resume_exactly(tmp_p
     w1, w2 = _weights(one), _weights(two)
     for key in w1:
         torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=TOL)
-    torch.testing.assert_close(w2["unused.weight"], w1["unused.weight"], rtol=0, atol=0)  # no grad, no decay
 
     # one output, no leftovers (staging folders, the other rank's scratch), one finished MLflow run
     assert sorted(p.name for p in (two / "out").iterdir()) == ["toy"]
@@ -104,6 +99,18 @@ def test_two_ranks_equal_one_process_at_twice_the_batch_and_resume_exactly(tmp_p
     runs = client.search_runs([client.get_experiment_by_name("alignflow").experiment_id])
     assert [r.info.status for r in runs] == ["FINISHED"]
     assert runs[0].data.params["toy.train.processes"] == "2"
+    return one, two
+
+
+def test_two_ranks_equal_one_process_at_twice_the_batch_and_resume_exactly(tmp_path):
+    """Torch backend. Fails if ranks draw their own shuffles or overlapping slices instead of blocks of
+    one stream, if gradients are not averaged (or averaged without token weighting: ranks hold different
+    token counts), if a parameter without a gradient on any rank gets a zero one (weight decay would then
+    move it), if metrics or counts are not reduced, if a rank other than 0 writes outputs or opens an
+    MLflow run, if the launcher is skipped (one trace only), or if a resume from the 2-rank checkpoint
+    restores less than the straight run had (weights would differ bitwise, resumed_from_step missing)."""
+    one, two = _one_vs_two(tmp_path)
+    torch.testing.assert_close(_weights(two)["unused.weight"], _weights(one)["unused.weight"], rtol=0, atol=0)
 
     resumed = _project(tmp_path / "resumed", batch_size=2, processes=2)
     crashed = _stage(resumed, RANKED_CRASH_AFTER="1")
@@ -113,8 +120,16 @@ def test_two_ranks_equal_one_process_at_twice_the_batch_and_resume_exactly(tmp_p
     facts = json.loads((resumed / "reports/machine/toy/facts.json").read_text())
     assert facts["resumed_from_step"] == 1
     assert _metrics(resumed)["history"] == _metrics(two)["history"]
-    w3 = _weights(resumed)
+    w2, w3 = _weights(two), _weights(resumed)
     assert all(torch.equal(w3[k], w2[k]) for k in w2)
+
+
+def test_deepspeed_zero2_stage_on_two_ranks_equals_one_process(tmp_path):
+    """The same comparison through the DeepSpeed engine (ZeRO 2, each rank holding half the optimizer
+    state). Fails if the engine is not given the loop's token-weighted loss, if its reduction is
+    bypassed, or if rank 0's save or output commit needs the other rank's partition and misses it.
+    (ZeRO 0 and the 2-rank DeepSpeed resume: tests/training/test_multiprocess_deepspeed.py.)"""
+    _one_vs_two(tmp_path, deepspeed={"zero_stage": 2})
 
 
 def test_bad_input_on_the_ranks_exits_2_with_the_stage_line_once(tmp_path):
