@@ -28,6 +28,10 @@ which makes the averaged gradient, the logged loss and the metrics those of the 
 (exact up to float rounding). Without it a loss counts as a mean over the rank's examples, equal
 on every rank. Counts (examples, tokens, ``target_tokens``) are summed over ranks, other metrics
 averaged with the same weights; every rank returns the same result. Only rank 0 shows progress.
+``eval_fn`` runs on every rank (the weights are the same everywhere, so are its numbers); a stage
+whose evaluation is expensive splits it with ``distributed.shard``/``gather`` inside ``eval_fn``.
+Every rank must call ``train`` (collectives and checkpoint saves need all of them); with one
+process none of this runs and results are bit-identical to the single-process loop.
 """
 
 from __future__ import annotations
