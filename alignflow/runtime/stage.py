@@ -147,10 +147,7 @@ class StageContext:
         if self._resume_base is None:
             self._resume_base = self._resume_digest()
         name = hashlib.sha256(f"{self._resume_base}:{key}".encode()).hexdigest()[:16]
-        if launch.under_launcher():  # one folder for all ranks, even if their loaded modules differ
-            from pipelines.training.distributed import broadcast
-
-            name = broadcast(name)
+        name = launch.same_on_every_rank(name)  # one folder for all ranks, even if their loaded modules differ
         path = checkpoints_dir(self.root) / self.name / name
         path.mkdir(parents=True, exist_ok=True)
         return path
