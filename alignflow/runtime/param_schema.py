@@ -21,6 +21,13 @@ from alignflow.runtime.errors import ParamsError
 SCHEMA_FILE = Path("profiles") / "default.yaml"
 # Keys params.yaml may hold beyond the default profile's (written by `render_profile`).
 EXTRA_TOP_LEVEL = {"profile": ("str",)}
+# Keys a params file or profile may set although the default profile leaves them out, because their
+# default lives in code and setting it changes no result (`processes: 1` is what every stage runs).
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "*.train.processes": ("int",),  # ranks the stage runs on (pipelines/training/config.py)
+    "*.optim.processes": ("int",),  # the same in PPO's optimizer block
+    "launcher": ("mapping",),  # the multi-machine rendezvous, checked by alignflow/runtime/launch.py
+}
 
 # What a key accepts when the default profile cannot say it (a null default), or when a non-null
 # default may also be null. Patterns match dotted keys; `*` stands for one or more key segments.
@@ -74,6 +81,11 @@ def _describe(value: Any) -> str:
     if kind == "number":
         return f"float {value!r}"
     return f"{type(value).__name__} {value!r}"
+
+
+def optional_kinds(dotted: str) -> tuple[str, ...] | None:
+    """What an optional key (see `OPTIONAL`) accepts, or None when `dotted` is not optional."""
+    return next((kinds for pattern, kinds in OPTIONAL.items() if fnmatchcase(dotted, pattern)), None)
 
 
 def _declared(dotted: str) -> tuple[str, ...] | None:
@@ -151,9 +163,11 @@ def _check_mapping(schema: Mapping, params: Mapping, source: str, prefix: str, p
         if not isinstance(key, str):
             raise ParamsError(f"{source}: {dotted}: keys must be strings, got {type(key).__name__}")
         if key not in schema:
-            if not prefix and key in EXTRA_TOP_LEVEL:
-                if not _accepts(EXTRA_TOP_LEVEL[key], value):
-                    raise _fail(source, dotted, EXTRA_TOP_LEVEL[key], value)
+            extra = (EXTRA_TOP_LEVEL.get(key) if not prefix else None) or optional_kinds(dotted)
+            if extra is not None:
+                if not _accepts(extra, value):
+                    raise _fail(source, dotted, extra, value)
+                _check_free(value, source, dotted)
                 continue
             raise ParamsError(f"{source}: unknown key '{dotted}' (not in {SCHEMA_FILE.as_posix()})")
         _check_value(schema[key], value, source, dotted, partial)

@@ -15,7 +15,7 @@ import yaml
 
 from pipelines.atomic import write_text_atomic
 from alignflow.runtime.errors import ParamsError
-from alignflow.runtime.param_schema import check_params
+from alignflow.runtime.param_schema import check_params, optional_kinds
 from pipelines.data.text import TextFileError, read_text
 
 BASE_PROFILE = "default"
@@ -54,9 +54,9 @@ def overlay(base: Mapping[str, Any], changes: Mapping[str, Any], source: str, pr
     merged = copy.deepcopy(dict(base))
     for key, value in changes.items():
         dotted = f"{prefix}{key}"
-        if key not in merged:
+        if key not in merged and optional_kinds(dotted) is None:
             raise ParamsError(f"{source}: unknown key '{dotted}' (not in profiles/{BASE_PROFILE}.yaml)")
-        if isinstance(value, Mapping) and isinstance(merged[key], Mapping):
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = overlay(merged[key], value, source, prefix=f"{dotted}.")
         else:
             merged[key] = copy.deepcopy(value)

@@ -40,12 +40,13 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from alignflow.runtime import tracking
+from alignflow.runtime import launch, tracking
 from alignflow.runtime.atomic import remove_dead_temps
 from alignflow.runtime.errors import AlignflowError, ParamsError
 from alignflow.runtime.params import flatten, load_params, section
@@ -72,8 +73,11 @@ class StageContext:
     """What a stage needs from the outside world, and nothing more."""
 
     def __init__(self, name: str, root: Path, params: dict, run: Any | None,
-                 args: argparse.Namespace | None = None, paths: "StagePaths | None" = None):
+                 args: argparse.Namespace | None = None, paths: "StagePaths | None" = None,
+                 scratch: Path | None = None):
         self.name = name
+        # a rank other than 0: outputs are staged under this throwaway folder and never committed
+        self._scratch = scratch
         self.args = args if args is not None else argparse.Namespace()
         self._paths = paths if paths is not None else StagePaths()
         self.root = root
@@ -119,6 +123,11 @@ class StageContext:
     def _staging(self, path: str | Path) -> Path:
         """An empty staging folder that becomes `path` (absolute, or relative to the root) on success."""
         final = (self.root / path).resolve()
+        if self._scratch is not None:
+            staged = self._scratch / f"{len(self._staged)}-{final.name}"
+            staged.mkdir(parents=True)
+            self._staged[final] = staged
+            return staged
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_temps(final)
         staged = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -133,10 +142,12 @@ class StageContext:
         The folder name hashes `key` with the stage's params, the content of its DVC deps (upstream
         outputs, data files, code) and the source of every project module loaded so far, so a
         changed param, input or line of code never resumes a checkpoint made under the old one.
+        Every rank of a launched stage gets rank 0's folder (call it on every rank).
         """
         if self._resume_base is None:
             self._resume_base = self._resume_digest()
         name = hashlib.sha256(f"{self._resume_base}:{key}".encode()).hexdigest()[:16]
+        name = launch.same_on_every_rank(name)  # one folder for all ranks, even if their loaded modules differ
         path = checkpoints_dir(self.root) / self.name / name
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -227,7 +238,13 @@ class StageContext:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def _commit_outputs(self) -> dict:
-        """Move every staged output into place, machine facts included; returns the facts."""
+        """Move every staged output into place, machine facts included; returns the facts.
+
+        A rank other than 0 discards what it staged instead and returns its facts unwritten.
+        """
+        if self._scratch is not None:
+            self._discard_outputs()
+            return {"stage_seconds": round(time.time() - self.started, 2), **self._machine}
         facts = self._stage_machine_facts()
         for final, staged in self._staged.items():
             replace_dir(staged, final)
@@ -238,6 +255,8 @@ class StageContext:
         for staged in self._staged.values():
             shutil.rmtree(staged, ignore_errors=True)
         self._staged.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
@@ -292,35 +311,46 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
 
     `blocks` names the params blocks logged to MLflow (default: the block named like the stage).
     `inputs`/`outputs` are the path keys dvc.yaml passes as `--KEY PATH` (see the module docstring);
-    `configure` adds the stage's own options to the parser (read them from `ctx.args`).
+    `configure` adds the stage's own options to the parser (read them from `ctx.args`). A stage whose
+    training blocks ask for several processes re-runs itself under torchrun (module docstring).
     """
     paths = StagePaths(inputs, outputs)
-    name, args = parse_stage_args(name, sys.argv[1:] if argv is None else argv, paths, configure,
-                                  description=(sys.modules.get("__main__").__doc__ if argv is None else None))
+    description = sys.modules.get("__main__").__doc__ if argv is None else None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name, args = parse_stage_args(name, argv, paths, configure, description=description)
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
     root = repo_root()
+    blocks = blocks or (name.split("@")[0],)
     run = None
     ctx = None
+    plan = None
     try:
         params = load_params(root)
         paths.take(args, root, name)
-        remove_stale_outputs(root, name)
-        run = _start_run(name, root, params, blocks or (name.split("@")[0],))
-        ctx = StageContext(name, root, params, run, args=args, paths=paths)
-        fn(ctx)
-        machine = ctx._commit_outputs()
-        if run is not None:
-            import mlflow
+        plan = launch.launch_plan(params, launch.param_keys(root, name, blocks))
+        if plan is None:
+            rank = launch.join_ranks()
+            main = rank is None or rank.is_main
+            if main:
+                remove_stale_outputs(root, name)
+                run = _start_run(name, root, params, blocks)
+            scratch = None if main else Path(tempfile.mkdtemp(prefix=f"alignflow-rank{rank.rank}-"))
+            ctx = StageContext(name, root, params, run, args=args, paths=paths, scratch=scratch)
+            fn(ctx)
+            launch.meet_ranks(rank)
+            machine = ctx._commit_outputs()
+            if run is not None:
+                import mlflow
 
-            for folder, artifact_path in ctx._artifacts:
-                mlflow.log_artifacts(str(folder), artifact_path)
-            mlflow.log_metric("stage_seconds", machine["stage_seconds"])
-            mlflow.log_artifacts(str(ctx.root / machine_dir_rel(name)), "machine")
-            mlflow.end_run("FINISHED")
-        if run is not None:
-            _record(name, run_id=run.info.run_id)
-        log.info("done in %.1f s", time.time() - ctx.started)
+                for folder, artifact_path in ctx._artifacts:
+                    mlflow.log_artifacts(str(folder), artifact_path)
+                mlflow.log_metric("stage_seconds", machine["stage_seconds"])
+                mlflow.log_artifacts(str(ctx.root / machine_dir_rel(name)), "machine")
+                mlflow.end_run("FINISHED")
+            if run is not None:
+                _record(name, run_id=run.info.run_id)
+            log.info("done in %.1f s", time.time() - ctx.started)
     except BaseException as exc:  # noqa: BLE001 - every failure must leave nothing half-written
         if ctx is not None:
             ctx._discard_outputs()
@@ -330,9 +360,12 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
             mlflow.set_tag("alignflow.error", f"{type(exc).__name__}: {exc}"[:5000])
             mlflow.end_run("FAILED")
         if isinstance(exc, (AlignflowError, ValueError, FileNotFoundError)):
-            # Bad params or data: one clear line and exit 2, which the flow does not retry.
-            print(f"alignflow stage '{name}' failed: {exc}", file=sys.stderr)
-            _record(name, error=f"stage '{name}': {exc}")
+            # Bad params or data: one clear line and exit 2, which the flow does not retry. A rank
+            # hands the line to the parent that launched it, which prints and records it once.
+            line, record = f"alignflow stage '{name}' failed: {exc}", f"stage '{name}': {exc}"
+            if not launch.report_bad_input(line, record):
+                print(line, file=sys.stderr)
+                _record(name, error=record)
             sys.exit(BAD_INPUT_EXIT)
         if isinstance(exc, Terminated):
             print(f"alignflow stage '{name}' stopped by SIGTERM; its outputs were not written", file=sys.stderr)
@@ -340,3 +373,5 @@ def stage_main(name: str, fn: Callable[[StageContext], None], blocks: tuple[str,
         traceback.print_exc()
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
         sys.exit(code or 1)
+    if plan is not None:
+        sys.exit(launch.relaunch(name, plan, fn, argv, record=lambda line: _record(name, error=line)))

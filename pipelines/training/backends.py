@@ -8,6 +8,24 @@ In DeepSpeed mode the engine/optimizer/scheduler state is written by DeepSpeed's
 ``save_checkpoint`` (DeepSpeed's torch-serialised format, loaded back only by
 ``engine.load_checkpoint`` from directories this loop wrote); the loop's own state stays JSON +
 safetensors (pipelines/training/checkpoints.py).
+
+Several ranks (a stage under torchrun, pipelines/training/distributed.py): both backends average
+gradients over ranks before clipping and stepping, so every rank holds the same weights after each
+optimizer step. The torch backend starts every rank from rank 0's weights and averages the
+gradients itself at the accumulation boundary (`distributed.average_gradients`) instead of
+wrapping the model in DDP: DDP only reduces what its wrapper's `forward` saw, and loss functions
+here call model methods (`model.loss(batch)` in speech) or sub-modules (GRAM's stage-1 loss calls
+the causal LM inside the reward model, leaving the head without a gradient), which a DDP wrapper
+would either not expose or not reduce. The DeepSpeed engine reduces gradients through hooks it
+puts on the parameters at `initialize` (ZeRO 0: one all-reduce at the boundary; ZeRO 1/2: reduce
+into each rank's optimizer partition), which do not depend on `forward` either. ZeRO 3 is refused:
+it partitions the parameters themselves, so every read of a weight outside the engine's forward
+(saving with safetensors, evaluation and generation on the caller's model, reward heads read
+directly) would have to run inside `deepspeed.zero.GatheredParameters`, and saving would need the
+engine's consolidated 16-bit state dict; none of the stages do that yet.
+`saves_on_every_rank` tells the loop who writes a checkpoint: DeepSpeed's `save_checkpoint` is a
+collective (each ZeRO rank writes its own optimizer partition), the torch backend's state is the
+same on every rank and rank 0 alone writes it.
 """
 
 from __future__ import annotations
@@ -24,6 +42,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from pipelines.training.checkpoints import optimizer_from_files, optimizer_to_files, write_json
 from pipelines.training.config import TrainConfig
+from pipelines.training.distributed import average_gradients, broadcast_module, init as init_ranks
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
@@ -36,9 +55,13 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float)
 
 
 class _TorchBackend:
-    """Plain PyTorch: AdamW + LambdaLR, manual accumulation and clipping."""
+    """Plain PyTorch: AdamW + LambdaLR, manual accumulation and clipping, gradients averaged over ranks."""
+
+    saves_on_every_rank = False
 
     def __init__(self, model, cfg: TrainConfig):
+        init_ranks()
+        broadcast_module(model)  # no-op for one process
         self.model = model
         self.cfg = cfg
         decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -69,6 +92,7 @@ class _TorchBackend:
         (loss / self.cfg.grad_accum_steps).backward()
         if not is_boundary:
             return None
+        average_gradients(list(self.model.parameters()))  # no-op for one process
         params = [p for p in self.model.parameters() if p.grad is not None]
         if self.cfg.max_grad_norm and self.cfg.max_grad_norm > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm))
@@ -149,7 +173,9 @@ def _init_distributed_cpu() -> None:
 
 
 class _DeepSpeedBackend:
-    """DeepSpeed engine: it owns accumulation, clipping, optimizer and scheduler."""
+    """DeepSpeed engine: it owns accumulation, clipping, optimizer, scheduler and the gradient reduction."""
+
+    saves_on_every_rank = True
 
     def __init__(self, model, cfg: TrainConfig):
         if not torch.cuda.is_available():
@@ -157,7 +183,8 @@ class _DeepSpeedBackend:
         import deepspeed  # slow import, only when asked for
 
         if int(cfg.deepspeed.get("zero_stage", 0)) == 3:
-            raise ValueError("zero_stage 3 partitions the caller's model; use stages 0-2 here")
+            raise ValueError("deepspeed zero_stage 3 partitions the caller's model (see pipelines/training/"
+                             "backends.py); use zero_stage 0-2")
         _init_distributed_cpu()
         decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]

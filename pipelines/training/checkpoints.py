@@ -10,6 +10,13 @@ checkpoints are rotated out. On resume a checkpoint whose files do not match the
 (truncated, overwritten, half-written) is skipped with a warning and the next older one is used;
 temporary folders of dead writers are removed. History rows hold no wall times (they end up in
 tracked outputs).
+
+With several ranks every rank joins a save: they share one temporary folder (named after rank 0's
+process id, which rank 0 broadcasts), the backend writes there from every rank that holds state
+of its own (DeepSpeed's ZeRO partitions) or from rank 0 alone (the torch backend: the same state
+on every rank), rank 0 adds the RNG states of every rank and the loop's own files once all ranks
+are done, publishes the folder, and a final barrier keeps ranks from racing ahead of it. On resume
+every rank restores its own RNG states.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipelines.atomic import fsync_dir, fsync_tree, pid_alive
+from pipelines.training.distributed import barrier, broadcast, gather, ranks
 from pipelines.training.rng import python_rng_state, restore_python_rng
 
 _CKPT_RE = re.compile(r"^step_(\d{8})$")
@@ -149,50 +157,70 @@ def remove_dead_tmp(root: Path) -> None:
 
 
 def save_checkpoint(checkpoint_dir, backend, stream, prog: Progress, cfg, keep) -> None:
-    """Write ``step_<prog.step>`` (backend files, RNG, ``state.json`` last), publish it, keep the newest ``keep``."""
+    """Write ``step_<prog.step>`` (backend files, RNG, ``state.json`` last), publish it, keep the newest ``keep``.
+
+    Every rank calls it (see the module docstring); with one process it is a plain save.
+    """
+    here = ranks()
     root = Path(checkpoint_dir)
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{prog.step:08d}"
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    extra = backend.save(tmp)
-    rng = {"torch_cpu_rng": torch.get_rng_state(), **stream.tensors()}
-    save_file(rng, str(tmp / "rng.safetensors"))
-    state = {
-        "step": prog.step,
-        "examples_seen": prog.examples,
-        "tokens_seen": prog.tokens,
-        "sampler": stream.meta(),
-        "rng": python_rng_state(),
-        "history": prog.history,
-        "loop": {"last_loss": prog.last_loss, "window": prog.window, "last_eval_step": prog.last_eval_step},
-        "config": cfg.to_dict(),
-        "files": _file_manifest(tmp),
-        **extra,
-    }
-    write_json(tmp / "state.json", state)  # written last: marks the checkpoint complete
-    fsync_tree(tmp)
-    final = root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    fsync_dir(root)  # the rename is durable before any older checkpoint goes
-    if keep and keep > 0:
-        done = sorted(p for p in root.iterdir() if _CKPT_RE.match(p.name))
-        for old in done[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+    tmp = root / f".tmp-{name}-{broadcast(os.getpid())}"
+    if here.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    barrier()
+    extra = backend.save(tmp) if (here.is_main or backend.saves_on_every_rank) else {}
+    torch_states = gather([torch.get_rng_state()])
+    python_states = gather([python_rng_state()])
+    barrier()  # every rank's files are in tmp before rank 0 lists and publishes them
+    if here.is_main:
+        rng = {"torch_cpu_rng": torch_states[0], **stream.tensors()}
+        rng.update({f"torch_cpu_rng_rank{r}": state for r, state in enumerate(torch_states) if r > 0})
+        save_file(rng, str(tmp / "rng.safetensors"))
+        state = {
+            "step": prog.step,
+            "examples_seen": prog.examples,
+            "tokens_seen": prog.tokens,
+            "sampler": stream.meta(),
+            "rng": python_states[0],
+            "history": prog.history,
+            "loop": {"last_loss": prog.last_loss, "window": prog.window, "last_eval_step": prog.last_eval_step},
+            "config": cfg.to_dict(),
+            "files": _file_manifest(tmp),
+            **extra,
+        }
+        if here.world > 1:
+            state.update(world=here.world, rank_rng=python_states[1:])
+        write_json(tmp / "state.json", state)  # written last: marks the checkpoint complete
+        fsync_tree(tmp)
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(root)  # the rename is durable before any older checkpoint goes
+        if keep and keep > 0:
+            done = sorted(p for p in root.iterdir() if _CKPT_RE.match(p.name))
+            for old in done[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    barrier()
 
 
 def load_checkpoint(ckpt: Path, backend, stream, prog: Progress) -> None:
     """Restore backend, sampler, torch/python/numpy RNG and the loop counters from ``ckpt``."""
     state = json.loads((ckpt / "state.json").read_text())
+    here = ranks()
+    saved_world = int(state.get("world", 1))
+    if saved_world != here.world:
+        log.warning("resuming %s, written by %d rank(s), on %d: the global batch changes from here on",
+                    ckpt, saved_world, here.world)
     backend.load(ckpt, state)
     rng = load_file(str(ckpt / "rng.safetensors"))
     stream.restore(rng, state["sampler"])
-    torch.set_rng_state(rng["torch_cpu_rng"])
-    restore_python_rng(state["rng"])
+    own = here.rank if here.rank < saved_world else 0
+    torch.set_rng_state(rng[f"torch_cpu_rng_rank{own}"] if own > 0 else rng["torch_cpu_rng"])
+    restore_python_rng(state["rank_rng"][own - 1] if own > 0 else state["rng"])
     prog.step = state["step"]
     prog.examples = state["examples_seen"]
     prog.tokens = state["tokens_seen"]

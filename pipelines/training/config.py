@@ -35,11 +35,16 @@ class TrainConfig:
     seed: int = 0
     time_budget_s: Optional[float] = None  # wall clock of this call to train()
     deepspeed: Optional[dict] = None  # {"zero_stage": int, "offload_optimizer": bool, "bf16": bool}
+    # processes (ranks) the stage asks the launcher for; batch_size is per rank, so the global batch
+    # is batch_size * grad_accum_steps * world (alignflow/runtime/launch.py starts them)
+    processes: int = 1
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
         if self.max_steps < 0 or self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("max_steps >= 0, batch_size >= 1 and grad_accum_steps >= 1 required")
+        if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
+            raise ValueError(f"processes must be an integer >= 1, got {self.processes!r}")
         if self.deepspeed is not None:
             unknown = sorted(set(self.deepspeed) - _DS_KEYS)
             if unknown:
