@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run smoke study test test-full dag clean
+.PHONY: setup run smoke study test test-full dag clean services-up services-down
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ test: setup
 # determinism check and the reliability drills (about 19 minutes on 2 cores).
 test-full: setup
 	$(BIN)/python -m pytest -q
+
+# Team services on 127.0.0.1 (PostgreSQL, MLflow and Prefect servers, work pool + worker, DVC remote);
+# `alignflow run` then tracks to them and pushes to the remote. docs/cluster.md: the multi-machine layout.
+services-up: setup
+	$(BIN)/alignflow services up
+
+services-down: setup
+	$(BIN)/alignflow services down
 
 dag: setup
 	$(BIN)/dvc dag

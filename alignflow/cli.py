@@ -15,11 +15,12 @@ from alignflow.runtime.paths import repo_root
 
 
 def _cmd_run(args) -> int:
-    from alignflow import interrupt
+    from alignflow import interrupt, services
     from alignflow.runtime.params import load_params, render_profile
     from alignflow.workspace_lock import workspace_lock
 
     root = repo_root()
+    services.apply_client_env(root)  # the MLflow/Prefect servers of `alignflow services up`, unless set by the user
     with workspace_lock(root, "alignflow " + " ".join(sys.argv[1:] or ["run"]), wait=args.wait):
         from flows.pipeline import alignflow_pipeline, format_table
 
@@ -296,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     from alignflow.lisa_cli import add_lisa_parser
 
     add_lisa_parser(sub)
+    from alignflow.services_cli import add_services_parser
+
+    add_services_parser(sub)
     return parser
 
 

@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from alignflow import interrupt
+from alignflow import interrupt, services
 
 from alignflow.runtime import tracking
 from alignflow.runtime.errors import AlignflowError
@@ -89,6 +89,7 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
             results.append(state.result())  # any other failure raises the stage's exception here
         mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
     logger.info("stage summary\n%s", format_table(results))
+    services.push_to_remote(root_path, logger)  # outputs and run-cache to the DVC remote, when one is configured
     return results
 
 

@@ -203,25 +203,66 @@ def param_keys(root: Path, name: str, blocks: Sequence[str]) -> list[str]:
     return sorted(set(info.params if info is not None else ()) | set(blocks))
 
 
-def join_ranks():
-    """This process's `Ranks` when it is one rank of a launched run (joining the process group), else None."""
+# The runtime joins the process group with torch.distributed itself, under the same environment contract
+# as pipelines/training/distributed.py `init()` (which then finds the group joined): importing that
+# module here would make every stage, training or not, depend on the training code (alignflow/code_deps.py).
+
+@dataclass(frozen=True)
+class RankOfStage:
+    """Where this process sits in a launched stage."""
+
+    rank: int
+    world: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def join_ranks() -> RankOfStage | None:
+    """This process's rank when it is one rank of a launched stage (joining the process group), else None."""
     if not under_launcher():
         return None
-    from pipelines.training.distributed import init
+    import torch
+    import torch.distributed as dist
 
-    return init()
+    try:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    except ValueError as exc:
+        raise ParamsError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers: {exc}") from exc
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return RankOfStage(rank, world)
 
 
-def meet_ranks(rank) -> None:
+def _joined() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def same_on_every_rank(value: Any) -> Any:
+    """Rank 0's `value` on every rank of a launched stage (the value itself otherwise)."""
+    if not under_launcher() or not _joined():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def meet_ranks(rank: RankOfStage | None) -> None:
     """Every rank has finished the stage function (none failed) before rank 0 commits; then the group closes."""
-    if rank is not None:
+    if rank is not None and _joined():
         import torch.distributed as dist
 
-        from pipelines.training.distributed import barrier
-
-        barrier()
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def relaunch(name: str, plan: LaunchPlan, fn: Callable, argv: Sequence[str], record: Callable[[str], None]) -> int:

@@ -19,14 +19,14 @@ from typing import Any, Mapping
 from alignflow.runtime.errors import ParamsError
 
 SCHEMA_FILE = Path("profiles") / "default.yaml"
-# Keys params.yaml may hold beyond the default profile's (`profile` is written by `render_profile`;
-# `launcher` is the multi-machine rendezvous, checked by alignflow/runtime/launch.py).
-EXTRA_TOP_LEVEL = {"profile": ("str",), "launcher": ("mapping",)}
+# Keys params.yaml may hold beyond the default profile's (written by `render_profile`).
+EXTRA_TOP_LEVEL = {"profile": ("str",)}
 # Keys a params file or profile may set although the default profile leaves them out, because their
 # default lives in code and setting it changes no result (`processes: 1` is what every stage runs).
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "*.train.processes": ("int",),  # ranks the stage runs on (pipelines/training/config.py)
     "*.optim.processes": ("int",),  # the same in PPO's optimizer block
+    "launcher": ("mapping",),  # the multi-machine rendezvous, checked by alignflow/runtime/launch.py
 }
 
 # What a key accepts when the default profile cannot say it (a null default), or when a non-null
@@ -163,7 +163,7 @@ def _check_mapping(schema: Mapping, params: Mapping, source: str, prefix: str, p
         if not isinstance(key, str):
             raise ParamsError(f"{source}: {dotted}: keys must be strings, got {type(key).__name__}")
         if key not in schema:
-            extra = EXTRA_TOP_LEVEL.get(key) if not prefix else optional_kinds(dotted)
+            extra = (EXTRA_TOP_LEVEL.get(key) if not prefix else None) or optional_kinds(dotted)
             if extra is not None:
                 if not _accepts(extra, value):
                     raise _fail(source, dotted, extra, value)

@@ -142,10 +142,12 @@ class StageContext:
         The folder name hashes `key` with the stage's params, the content of its DVC deps (upstream
         outputs, data files, code) and the source of every project module loaded so far, so a
         changed param, input or line of code never resumes a checkpoint made under the old one.
+        Every rank of a launched stage gets rank 0's folder (call it on every rank).
         """
         if self._resume_base is None:
             self._resume_base = self._resume_digest()
         name = hashlib.sha256(f"{self._resume_base}:{key}".encode()).hexdigest()[:16]
+        name = launch.same_on_every_rank(name)  # one folder for all ranks, even if their loaded modules differ
         path = checkpoints_dir(self.root) / self.name / name
         path.mkdir(parents=True, exist_ok=True)
         return path

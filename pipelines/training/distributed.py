@@ -11,7 +11,9 @@ concatenates in rank order: the gathered list has the order of the unsplit input
 """
 from __future__ import annotations
 
+import functools
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -41,6 +43,39 @@ def ranks() -> Ranks:
         raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers: {exc}") from exc
 
 
+_comm_seconds = 0.0
+
+
+def comm_seconds() -> float:
+    """Wall seconds this process has spent inside the collectives of this module (benchmarks read it).
+
+    It includes waiting for slower ranks at the collective, as a profiler's all-reduce time does.
+    """
+    return _comm_seconds
+
+
+def _timed(fn):
+    """Count the wall time of a collective helper into `comm_seconds` (when it communicates)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        global _comm_seconds
+        if not is_distributed():
+            return fn(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _comm_seconds += time.perf_counter() - start
+    return wrapper
+
+
+def comm_device() -> torch.device:
+    """Where a collective's own tensors live: NCCL only reduces CUDA tensors, gloo CPU ones."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -60,17 +95,19 @@ def init(backend: str | None = None) -> Ranks:
     return here
 
 
+@_timed
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
 
 
+@_timed
 def all_reduce_sum(values: Mapping[str, float]) -> dict[str, float]:
     """Sum each named value over ranks (every rank gets the sums); keys must match on every rank."""
     keys = sorted(values)
     if not is_distributed() or not keys:
         return {k: float(values[k]) for k in keys}
-    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=comm_device())
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     return dict(zip(keys, flat.tolist()))
 
@@ -97,6 +134,7 @@ def shard(items: Sequence, rank: int | None = None, world: int | None = None) ->
     return list(items[start:end])
 
 
+@_timed
 def gather(part: Sequence) -> list:
     """Concatenate every rank's `part` in rank order, on every rank (picklable items; in-process only)."""
     if not is_distributed():
@@ -106,6 +144,7 @@ def gather(part: Sequence) -> list:
     return [item for chunk in parts for item in chunk]
 
 
+@_timed
 def broadcast(obj: Any, src: int = 0) -> Any:
     """Rank `src`'s `obj` on every rank."""
     if not is_distributed():
@@ -118,14 +157,9 @@ def broadcast(obj: Any, src: int = 0) -> Any:
 # ---- data-parallel gradient steps (used by pipelines/training/backends.py and loop.py) ----------------
 
 _BUCKET_ELEMENTS = 16 * 1024 * 1024  # gradients are flattened into buckets of at most this many elements
-_comm_seconds = 0.0
 
 
-def comm_seconds() -> float:
-    """Wall seconds this process has spent inside gradient all-reduces so far (benchmarks read it)."""
-    return _comm_seconds
-
-
+@_timed
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
     """Copy rank `src`'s parameters and buffers into every rank's `module` (ranks start from one model)."""
     if not is_distributed():
@@ -135,6 +169,7 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
             dist.broadcast(tensor.data, src=src)
 
 
+@_timed
 def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     """Replace every gradient by its mean over ranks, in place (what DDP's reducer computes).
 
@@ -145,14 +180,10 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     the others count zeros. Gradients are flattened into buckets per dtype so a step costs a few
     collectives, not one per tensor.
     """
-    global _comm_seconds
     if not is_distributed():
         return
-    import time
-
-    start = time.perf_counter()
     params = [p for p in params if p.requires_grad]
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=comm_device())
     dist.all_reduce(has, op=dist.ReduceOp.SUM)
     live = [p for p, flag in zip(params, has.tolist()) if flag > 0]
     for p in live:
@@ -175,7 +206,6 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
         if p is not None:
             bucket.append(p.grad)
             size += p.numel()
-    _comm_seconds += time.perf_counter() - start
 
 
 def rank_scale(weight: float) -> float:

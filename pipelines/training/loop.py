@@ -28,6 +28,10 @@ which makes the averaged gradient, the logged loss and the metrics those of the 
 (exact up to float rounding). Without it a loss counts as a mean over the rank's examples, equal
 on every rank. Counts (examples, tokens, ``target_tokens``) are summed over ranks, other metrics
 averaged with the same weights; every rank returns the same result. Only rank 0 shows progress.
+``eval_fn`` runs on every rank (the weights are the same everywhere, so are its numbers); a stage
+whose evaluation is expensive splits it with ``distributed.shard``/``gather`` inside ``eval_fn``.
+Every rank must call ``train`` (collectives and checkpoint saves need all of them); with one
+process none of this runs and results are bit-identical to the single-process loop.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from pipelines.training.backends import make_backend
 from pipelines.training.checkpoints import (Progress, latest_checkpoint, load_checkpoint, remove_dead_tmp,
                                             save_checkpoint)
 from pipelines.training.config import TrainConfig
-from pipelines.training.distributed import all_reduce_sum, broadcast, init as init_ranks, rank_scale
+from pipelines.training.distributed import all_reduce_sum, broadcast, comm_seconds, init as init_ranks, rank_scale
 from pipelines.training.rng import IndexStream, set_seed
 
 LossFn = Callable[[Any, Any], "tuple[torch.Tensor, dict[str, float]]"]
@@ -68,6 +72,7 @@ class TrainResult:
     stopped_by_time_budget: bool
     elapsed_s: float
     resumed_from_step: Optional[int] = None
+    comm_s: float = 0.0  # of elapsed_s, seconds inside collectives (0 for one process): a machine fact
 
 
 def _batch_counts(batch) -> tuple[int, int]:
@@ -163,6 +168,7 @@ def train(
     last_saved = prog.step if latest is not None else None
     model.train()
     start = time.perf_counter()
+    comm_start = comm_seconds()
     stopped = False
     bar = tqdm(
         total=cfg.max_steps, initial=prog.step, disable=not (progress and here.is_main), file=sys.stderr,
@@ -247,4 +253,5 @@ def train(
         stopped_by_time_budget=stopped,
         elapsed_s=time.perf_counter() - start,
         resumed_from_step=resumed_from,
+        comm_s=comm_seconds() - comm_start,
     )

@@ -272,3 +272,41 @@ def test_loaded_code_digest_follows_the_source_of_imported_project_modules(tmp_p
     (tmp_path / "pipelines/unused.py").write_text("")  # not imported: not part of the digest
     source.write_text("STEP = 1\n")
     assert loaded_code_digest(tmp_path) == before
+
+
+def test_a_bad_process_count_exits_2_before_anything_is_launched(tmp_path, monkeypatch, capsys):
+    """Fails if `processes: 0` starts torchrun (or the stage) instead of one line naming the key and exit 2."""
+    root = _project(tmp_path, monkeypatch)
+    (root / "params.yaml").write_text(yaml.safe_dump({"seed": 3, "profile": "unit",
+                                                      "toy": {"train": {"processes": 0}}}))
+    monkeypatch.setenv("ALIGNFLOW_TRACKING", "off")
+    monkeypatch.delenv("ALIGNFLOW_LAUNCHED", raising=False)
+    ran = []
+    with pytest.raises(SystemExit) as exit_info:
+        stage_main("toy", ran.append, outputs=("out",), argv=TOY_ARGV)
+    assert exit_info.value.code == 2 and not ran
+    assert "params.yaml: toy.train.processes: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_rank_other_than_0_stages_into_scratch_and_commits_nothing(tmp_path, monkeypatch):
+    """Fails if a non-main rank's `ctx.output`/`machine_dir` land beside the real outputs, or if its
+    commit publishes them or machine facts (two ranks would race to replace the same folders)."""
+    import argparse
+
+    from alignflow.runtime.stage import StageContext
+    from alignflow.runtime.stage_paths import StagePaths
+
+    root = _project(tmp_path, monkeypatch)
+    scratch = tmp_path / "scratch-rank1"
+    scratch.mkdir()
+    paths = StagePaths((), ("out",))
+    paths.take(argparse.Namespace(path_out="out/toy"), root, "toy")
+    ctx = StageContext("toy", root, {"seed": 3}, None, paths=paths, scratch=scratch)
+    out = ctx.output("out")
+    (out / "model.bin").write_text("rank 1")
+    (ctx.machine_dir() / "speed.csv").write_text("1")
+    ctx.write_machine_facts({"train_seconds": 1.0})
+    assert scratch in out.parents and not (root / "out").exists()
+    facts = ctx._commit_outputs()
+    assert facts["train_seconds"] == 1.0
+    assert not (root / "out").exists() and not (root / "reports").exists() and not scratch.exists()

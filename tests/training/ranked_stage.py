@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file
 
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.training.config import config_from_block
@@ -30,10 +30,21 @@ def toy_data(seed: int, n: int) -> list[dict]:
     return [{"x": x[i], "y": y[i], "mask": mask[i], "idx": i} for i in range(n)]
 
 
+class ToyNet(torch.nn.Module):
+    """A two-layer net plus a layer no loss reaches (its gradient stays None, as GRAM's head in stage 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.out, self.unused = torch.nn.Linear(6, 16), torch.nn.Linear(16, 4), torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.inp(x)))
+
+
 def toy_model(seed: int) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+        return ToyNet()
 
 
 def token_mean_loss(model, batch):
@@ -67,7 +78,8 @@ def run(ctx: StageContext) -> None:
         rank = int(os.environ.get("RANK", 0))
         Path(trace, f"rank{rank}.json").write_text(json.dumps(seen))
     ctx.write_machine_facts({"resumed_from_step": result.resumed_from_step})
-    save_model(model, str(out / "model.safetensors"))
+    # cloned: after a ZeRO 1/2 engine the parameters are views into one flat buffer, which save_model refuses
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     ctx.write_metrics(out, {"final": result.final_metrics, "history": result.history, "steps": result.steps})
 
 
