@@ -87,26 +87,34 @@ def _command(root: Path, stage: str) -> list[str]:
     return [sys.executable, *tokens[1:]]
 
 
-def _runs(root: Path, stage: str) -> list:
+def _client(root: Path):
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+
+
+def _runs(root: Path, stage: str) -> list:
+    client = _client(root)
     experiment = client.get_experiment_by_name("alignflow")
     if experiment is None:
         return []
     return client.search_runs([experiment.experiment_id], f"tags.`alignflow.stage` = '{stage}'")
 
 
-def _examples_per_step(params: dict, blocks: list[str]) -> int:
-    block = _block(params, blocks[0])
-    return int(block.get("batch_size", 8)) * int(block.get("grad_accum_steps", 1))
+def _examples_per_step(root: Path, run) -> float:
+    """Examples the loop counted per optimizer step, from the run's last logged `train.examples_seen`."""
+    history = _client(root).get_metric_history(run.info.run_id, "train.examples_seen")
+    assert history, sorted(run.data.metrics)
+    last = max(history, key=lambda m: m.step)
+    return last.value / last.step
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_stage_trains_on_two_processes(project, smoke_project, stage):
     """Fails if a stage cannot run under torchrun (a collective only some ranks reach, a rank writing
     outputs or MLflow runs, a bad-input exit), if it leaves no output or metrics, if it opens more
-    than one MLflow run, or if its loop did not see both ranks' batches (examples_seen per step)."""
+    than one MLflow run, if it was not launched on 2 processes, or if its loop did not count both
+    ranks' batches (examples per step twice the one-process smoke run's)."""
     env = {**smoke_project.env, "GLOO_SOCKET_IFNAME": "lo"}
     before = len(_runs(project, stage))
     start = time.perf_counter()
@@ -114,6 +122,7 @@ def test_stage_trains_on_two_processes(project, smoke_project, stage):
                           timeout=900)
     TIMINGS[stage] = round(time.perf_counter() - start, 1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert "starting 2 process(es)" in proc.stderr, proc.stderr[-3000:]
     from alignflow.runtime.stage_graph import load_stage_graph
 
     outs = load_stage_graph(project).stages[stage].outs
@@ -125,18 +134,14 @@ def test_stage_trains_on_two_processes(project, smoke_project, stage):
     assert len(runs) == before + 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    blocks, counts_examples = STAGES[stage]
     asked = {k: v for k, v in run.data.params.items() if k.endswith(".processes")}
     assert asked and set(asked.values()) == {"2"}, asked
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    if counts_examples:
-        import mlflow
-
-        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
-        seen = client.get_metric_history(run.info.run_id, "train.examples_seen")
-        assert seen, sorted(run.data.metrics)
-        last = max(seen, key=lambda m: m.step)
-        assert last.value == 2 * _examples_per_step(params, blocks) * last.step
+    if STAGES[stage][1]:
+        one_process = _runs(smoke_project.root, stage)
+        assert one_process, f"the smoke run has no MLflow run of {stage}"
+        ratio = _examples_per_step(project, run) / _examples_per_step(smoke_project.root, one_process[0])
+        # batches of a fixed size give exactly 2; speech buckets vary a little in size
+        assert ratio == pytest.approx(2.0, rel=0.15 if stage.startswith("st_train") else 1e-9), ratio
 
 
 @pytest.fixture(scope="module", autouse=True)
