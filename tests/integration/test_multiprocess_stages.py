@@ -8,6 +8,7 @@ batches. The stages run in DAG order, each on its upstream's 2-process output.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -79,10 +80,16 @@ def project(smoke_project, tmp_path_factory) -> Path:
     return root
 
 
-def _command(root: Path, stage: str) -> list[str]:
+def _stage(root: Path, stage: str):
+    """The stage's dvc.yaml entry (DVC names stages relative to the working directory: load it from `root`)."""
     from alignflow.runtime.stage_graph import load_stage_graph
 
-    tokens = shlex.split(load_stage_graph(root).stages[stage].cmd)
+    with contextlib.chdir(root):
+        return load_stage_graph(root).stages[stage]
+
+
+def _command(root: Path, stage: str) -> list[str]:
+    tokens = shlex.split(_stage(root, stage).cmd)
     assert tokens[0] == "python"
     return [sys.executable, *tokens[1:]]
 
@@ -123,9 +130,7 @@ def test_stage_trains_on_two_processes(project, smoke_project, stage):
     TIMINGS[stage] = round(time.perf_counter() - start, 1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert "starting 2 process(es)" in proc.stderr, proc.stderr[-3000:]
-    from alignflow.runtime.stage_graph import load_stage_graph
-
-    outs = load_stage_graph(project).stages[stage].outs
+    outs = _stage(project, stage).outs
     for out in outs:
         assert (project / out).exists(), out
     metrics = [project / out / "metrics.json" for out in outs if (project / out / "metrics.json").is_file()]
