@@ -193,7 +193,8 @@ class StageContext:
     def _stage_machine_facts(self) -> dict:
         """facts.json in the machine folder, with what every stage records about where it ran."""
         facts = {"stage_seconds": round(time.time() - self.started, 2), "host": socket.gethostname(),
-                 "cpu_count": os.cpu_count(), "python": platform.python_version(), **self._machine}
+                 "cpu_count": os.cpu_count(), "processes": int(os.environ.get("WORLD_SIZE", 1)),
+                 "python": platform.python_version(), **self._machine}
         torch = sys.modules.get("torch")
         if torch is not None:
             facts.setdefault("torch_threads", torch.get_num_threads())
@@ -276,6 +277,7 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
         "alignflow.git_dirty": str(dirty).lower(),
         "mlflow.source.git.commit": commit,
         "alignflow.flow_run_id": os.environ.get(tracking.FLOW_RUN_ENV, ""),
+        "alignflow.processes": os.environ.get("WORLD_SIZE", "1"),  # ranks of a launched stage
     }
     parent = os.environ.get(tracking.PARENT_ENV) or None
     run = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent, tags=tags)

@@ -105,7 +105,7 @@ def test_machine_facts_go_to_the_untracked_folder_and_mlflow_not_metrics_json(tm
     assert json.loads((root / "out/toy/metrics.json").read_text()) == {"score": 0.5}
     facts = json.loads((root / "reports/machine/toy/facts.json").read_text())
     assert facts["train_seconds"] == 1.5 and facts["split"] == {"seconds": 0.25}
-    assert facts["stage_seconds"] >= 0 and facts["host"] and facts["cpu_count"] >= 1
+    assert facts["stage_seconds"] >= 0 and facts["host"] and facts["cpu_count"] >= 1 and facts["processes"] == 1
     assert (root / "reports/machine/toy/speed.csv").is_file()
     [run_info] = _runs("toy")
     assert run_info.data.metrics["train_seconds"] == 1.5 and "stage_seconds" in run_info.data.metrics

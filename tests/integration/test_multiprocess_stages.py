@@ -139,6 +139,9 @@ def test_stage_trains_on_two_processes(project, smoke_project, stage):
     assert len(runs) == before + 1
     run = runs[0]
     assert run.info.status == "FINISHED"
+    assert run.data.tags.get("alignflow.processes") == "2", "the run was not written by rank 0 of 2 ranks"
+    facts = json.loads((project / "reports" / "machine" / stage / "facts.json").read_text())
+    assert facts["processes"] == 2
     asked = {k: v for k, v in run.data.params.items() if k.endswith(".processes")}
     assert asked and set(asked.values()) == {"2"}, asked
     if STAGES[stage][1]:
