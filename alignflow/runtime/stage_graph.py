@@ -85,34 +85,41 @@ class StageGraph:
         return found
 
 
-def load_stage_graph(root: Path) -> StageGraph:
+def load_stage_graph(root: Path, repo=None) -> StageGraph:
+    """The graph of `root`'s dvc.yaml; pass an open DVC `Repo` of `root` to reuse it (one index build)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
-        with Repo(str(root)) as repo:
-            index = repo.index
-            stages: dict[str, StageInfo] = {}
-            for stage in index.stages:
-                if not getattr(stage, "cmd", None):
-                    continue  # .dvc-tracked data, not a pipeline stage
-                params = tuple(sorted(k for d in stage.deps if hasattr(d, "params") for k in d.params))
-                stages[stage.addressing] = StageInfo(
-                    name=stage.addressing,
-                    cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd),
-                    deps=tuple(d.def_path for d in stage.deps if not hasattr(d, "params")),
-                    outs=tuple(o.def_path for o in stage.outs),
-                    params=params,
-                    meta=dict(stage.meta or {}),
-                    always_changed=bool(getattr(stage, "always_changed", False)),
-                )
-            graph = nx.DiGraph()
-            graph.add_nodes_from(stages)
-            for a, b in index.graph.edges:
-                if a.addressing in stages and b.addressing in stages:
-                    graph.add_edge(a.addressing, b.addressing)
+        if repo is not None:
+            return _graph_of(repo)
+        with Repo(str(root)) as opened:
+            return _graph_of(opened)
     except DvcException as exc:
         raise AlignflowError(f"cannot read the stage graph from {root / 'dvc.yaml'}: {exc}") from exc
+
+
+def _graph_of(repo) -> StageGraph:
+    index = repo.index
+    stages: dict[str, StageInfo] = {}
+    for stage in index.stages:
+        if not getattr(stage, "cmd", None):
+            continue  # .dvc-tracked data, not a pipeline stage
+        params = tuple(sorted(k for d in stage.deps if hasattr(d, "params") for k in d.params))
+        stages[stage.addressing] = StageInfo(
+            name=stage.addressing,
+            cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd),
+            deps=tuple(d.def_path for d in stage.deps if not hasattr(d, "params")),
+            outs=tuple(o.def_path for o in stage.outs),
+            params=params,
+            meta=dict(stage.meta or {}),
+            always_changed=bool(getattr(stage, "always_changed", False)),
+        )
+    graph = nx.DiGraph()
+    graph.add_nodes_from(stages)
+    for a, b in index.graph.edges:
+        if a.addressing in stages and b.addressing in stages:
+            graph.add_edge(a.addressing, b.addressing)
     return StageGraph(stages=stages, graph=graph)
 
 
