@@ -108,13 +108,21 @@ class StageProcess:
                 return int(found[-1])
         return None
 
-    def error_summary(self, lines: int = 15) -> str:
-        """DVC's ERROR line (it names the command and its exit status) and the output's last lines."""
-        errors = _ERROR_LINE.findall(self.output)
+    def shown_lines(self) -> list[str]:
+        """The output as a terminal would leave it: progress bars at their last state, blank lines dropped."""
         shown = (_last_redraw(line.encode("utf-8")) for line in self.output.split("\n"))
-        tail = [line for line in shown if line][-lines:]
-        head = errors[-1] if errors else f"dvc repro exited with {self.returncode}"
-        return head + ("\n" + "\n".join(tail) if tail else "")
+        return [line for line in shown if line]
+
+    def error_summary(self, lines: int = 15) -> str:
+        """`stage S failed (exit N): <its last line>`, then the output's last lines (DVC's ERROR line last).
+
+        A stage's last line before DVC's own error is what it died of (the exception under a traceback).
+        """
+        shown = self.shown_lines()
+        said = [line for line in shown if not line.startswith("ERROR: ")]
+        code = self.command_exit if self.command_exit is not None else self.returncode
+        first = f"stage {self.stage} failed (exit {code})" + (f": {said[-1].strip()}" if said else "")
+        return "\n".join([first, *shown[-lines:]])
 
 
 def _last_redraw(raw: bytes) -> str:

@@ -92,10 +92,15 @@ def _fingerprinting_stage(graph: StageGraph, consumer: str) -> str | None:
     return None
 
 
+def external_changes(root: Path, graph: StageGraph) -> dict[str, list[str]]:
+    """`external_inputs.changed`, with the stage outputs taken from `graph` (no second DVC index)."""
+    from alignflow.external_inputs import OUTPUT_DIR, changed
+
+    return changed(root, tuple(o for info in graph.stages.values() for o in info.outs if not o.startswith(OUTPUT_DIR)))
+
+
 def status_plan(root: Path, graph: StageGraph, repo=None) -> StalePlan:
     """`plan` from a fresh `dvc status` of `root` (in-process; pass an open `Repo` to reuse it)."""
-    from alignflow.external_inputs import changed as external_changes
-
     if repo is None:
         from dvc.repo import Repo
 
@@ -103,4 +108,4 @@ def status_plan(root: Path, graph: StageGraph, repo=None) -> StalePlan:
             raw = opened.status()
     else:
         raw = repo.status()
-    return plan(graph, raw, external_changes(root))
+    return plan(graph, raw, external_changes(root, graph))

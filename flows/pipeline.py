@@ -81,17 +81,12 @@ class StagesFailed(Exception):
 def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, retries: int,
                 jobs: int) -> list[dict]:
     import mlflow
-    from dvc.repo import Repo
 
     logger = get_run_logger()
     if profile:
         changed = write_params(root_path, profile)
         logger.info("profile %s %s params.yaml", profile, "rendered into" if changed else "matches")
-    with Repo(str(root_path)) as repo:  # one DVC index for the graph and the status of every stage
-        graph = load_stage_graph(root_path, repo)
-        order = graph.order(stages)
-        stale = status_plan(root_path, graph, repo)
-    to_run = stale.stale(order)
+    graph, order, to_run = _take_plan(root_path, stages)
     schedule = DagSchedule(to_run, {n: graph.graph.successors(n) for n in to_run}, jobs)
     threads = thread_share(available_cores(), schedule.max_concurrent)
     logger.info("%d of %d stages stale; up to %d at once, %d thread(s) each", len(to_run), len(order),
@@ -140,6 +135,54 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
         if schedule.failed:
             raise StagesFailed(_failure_message(results))  # inside the MLflow run: the parent run ends FAILED
     return results
+
+
+_PREPARED: dict[tuple, tuple] = {}  # (root, targets) -> (workspace stamp, plan): see `prepare`
+
+
+def prepare(root: Path, profile: str | None, stages: list[str] | None) -> None:
+    """Render the profile and ask DVC which stages are stale, before the flow starts.
+
+    The CLI calls this (holding the workspace lock) while Prefect's temporary server starts in
+    another process; the flow takes the plan if params.yaml, dvc.yaml and dvc.lock are as they were,
+    and asks DVC again otherwise (a deployment's run always asks). MLflow's store is opened here too,
+    for the same reason (the flow's own `tracking.configure` then finds it open).
+    """
+    if profile:
+        write_params(root, profile)
+    stamp = _stamp(root)
+    _PREPARED[(str(root), tuple(stages or ()))] = (stamp, _plan(root, stages))
+    tracking.configure(root)
+
+
+def _stamp(root: Path) -> tuple:
+    stamps = []
+    for name in ("params.yaml", "dvc.yaml", "dvc.lock"):
+        try:
+            st = (root / name).stat()
+            stamps.append((name, st.st_size, st.st_mtime_ns, st.st_ino))
+        except FileNotFoundError:
+            stamps.append((name, None))
+    return tuple(stamps)
+
+
+def _take_plan(root: Path, stages: list[str] | None):
+    prepared = _PREPARED.pop((str(root), tuple(stages or ())), None)
+    if prepared is not None and prepared[0] == _stamp(root):
+        return prepared[1]
+    return _plan(root, stages)
+
+
+def _plan(root: Path, stages: list[str] | None):
+    """(stage graph, stages in serial order, the stale ones among them) from one DVC index and status."""
+    from dvc.repo import Repo, lock_repo
+
+    # one DVC index for both, under DVC's repository lock (each locked DVC call would otherwise drop the
+    # index the graph was read from and parse dvc.yaml and dvc.lock again)
+    with Repo(str(root)) as repo, lock_repo(repo):
+        graph = load_stage_graph(root, repo)
+        order = graph.order(stages)
+        return graph, order, status_plan(root, graph, repo).stale(order)
 
 
 class _Progress:

@@ -53,7 +53,7 @@ class StageFailed(RuntimeError):
     """The stage's `dvc repro` failed; the message holds DVC's error line and the output's last lines."""
 
     def __init__(self, proc: StageProcess):
-        super().__init__(f"stage {proc.stage} failed: {proc.error_summary()}")
+        super().__init__(proc.error_summary())
         self.stage = proc.stage
         self.command_exit = proc.command_exit
 

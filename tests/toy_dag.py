@@ -20,6 +20,7 @@ import yaml
 from tests.project import REPO
 
 SCRIPT = '''
+import os
 import time
 
 from alignflow.runtime.stage import stage_main
@@ -27,7 +28,7 @@ from alignflow.runtime.stage import stage_main
 
 def run(ctx):
     text = "".join(path.read_text() for path in ctx.inputs("src"))
-    print(f"{ctx.name}: read {len(text)} characters", flush=True)
+    print(f"{ctx.name}: read {len(text)} characters; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     if "badinput" in text:
         raise ValueError(f"{ctx.name}: input says badinput")
     if "fail" in text:

@@ -5,9 +5,10 @@ dvc.yaml is the only place stages are declared; the Prefect flow, `alignflow sta
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import networkx as nx
 
@@ -123,12 +124,44 @@ def _graph_of(repo) -> StageGraph:
     return StageGraph(stages=stages, graph=graph)
 
 
+_LOCK_CACHE: dict[str, tuple[tuple, dict]] = {}  # dvc.lock path -> (its stat when read, its stages)
+
+
 def read_lock(root: Path) -> dict[str, Any]:
-    """dvc.lock's stages: what DVC last recorded for each (md5s of deps and outs, param values)."""
+    """dvc.lock's stages: what DVC last recorded for each (md5s of deps and outs, param values). Read-only.
+
+    DVC rewrites dvc.lock in place, and under `alignflow run --jobs N` another stage's `dvc repro` may
+    be committing while this process reads: the read holds DVC's repository lock, as DVC's own commands
+    do. A dvc.lock unchanged since the last read (same size, mtime and inode) is not parsed again.
+    """
+    path = Path(root) / "dvc.lock"
+    with _dvc_repository_lock(Path(root)):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return {}
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = _LOCK_CACHE.get(str(path))
+        if cached and cached[0] == stamp:
+            return cached[1]
+        text = path.read_text(encoding="utf-8")
     import yaml
 
-    path = root / "dvc.lock"
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return data.get("stages", {})
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    stages = data.get("stages", {})
+    _LOCK_CACHE[str(path)] = (stamp, stages)
+    return stages
+
+
+@contextmanager
+def _dvc_repository_lock(root: Path) -> Iterator[None]:
+    """DVC's own repository lock (`.dvc/tmp/lock`), waited for; nothing outside a DVC project."""
+    tmp_dir = root / ".dvc" / "tmp"
+    if not (root / ".dvc").is_dir():
+        yield
+        return
+    from dvc.lock import make_lock
+
+    tmp_dir.mkdir(exist_ok=True)
+    with make_lock(str(tmp_dir / "lock"), tmp_dir=str(tmp_dir), wait=True):
+        yield
