@@ -105,28 +105,11 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
             if name not in to_run:
                 progress.done(record_fresh_stage(str(root_path), graph.stages[name], parent_id))
         task = reproduce_stage.with_options(retries=retries)
-        futures: dict = {}
-        started: dict[str, float] = {}
-        while not schedule.done:
-            if interrupt.requested():
-                for name in schedule.stop():
-                    progress.done(_not_run(name, f"interrupted by signal {interrupt.requested()}"))
-            for name in schedule.ready():
-                upstream = [futures[n] for n in schedule.needs[name]]
-                started[name] = time.time()
-                futures[name] = task.submit(str(root_path), graph.stages[name], parent_id, flow_run_id,
-                                            threads, wait_for=upstream)
-            for name, failed in list(schedule.blocked.items()):
-                if name not in progress.rows:
-                    progress.done(_not_run(name, f"upstream {', '.join(failed)} failed"))
-            if not schedule.running:
-                continue
-            finished = next(as_completed([futures[n] for n in schedule.running]))
-            name = next(n for n in schedule.running if futures[n] is finished)
-            finished.wait()  # sets the future's final state from the task engine's return
-            state = finished.state
-            schedule.finish(name, state.is_completed())
-            progress.done(state.result() if state.is_completed() else _failed(name, state, time.time() - started[name]))
+
+        def submit(name: str, wait_for: list):
+            return task.submit(str(root_path), graph.stages[name], parent_id, flow_run_id, threads, wait_for=wait_for)
+
+        _run_stale(schedule, submit, progress)
         results = [progress.rows[n] for n in order]
         mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
         logger.info("stage summary\n%s", format_table(results))
@@ -135,6 +118,30 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
         if schedule.failed:
             raise StagesFailed(_failure_message(results))  # inside the MLflow run: the parent run ends FAILED
     return results
+
+
+def _run_stale(schedule: DagSchedule, submit, progress: "_Progress") -> None:
+    """Submit each stage as soon as it is ready (`submit(name, wait_for=futures)`), until none is left."""
+    futures: dict = {}
+    started: dict[str, float] = {}
+    while not schedule.done:
+        if interrupt.requested():
+            for name in schedule.stop():
+                progress.done(_not_run(name, f"interrupted by signal {interrupt.requested()}"))
+        for name in schedule.ready():
+            started[name] = time.time()
+            futures[name] = submit(name, wait_for=[futures[n] for n in schedule.needs[name]])
+        for name, failed in schedule.blocked.items():
+            if name not in progress.rows:
+                progress.done(_not_run(name, f"upstream {', '.join(failed)} failed"))
+        if not schedule.running:
+            continue
+        finished = next(as_completed([futures[n] for n in schedule.running]))
+        name = next(n for n in schedule.running if futures[n] is finished)
+        finished.wait()  # sets the future's final state from the task engine's return
+        state = finished.state
+        schedule.finish(name, state.is_completed())
+        progress.done(state.result() if state.is_completed() else _failed(name, state, time.time() - started[name]))
 
 
 _PREPARED: dict[tuple, tuple] = {}  # (root, targets) -> (workspace stamp, plan): see `prepare`
