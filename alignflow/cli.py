@@ -22,15 +22,23 @@ def _cmd_run(args) -> int:
     root = repo_root()
     services.apply_client_env(root)  # the MLflow/Prefect servers of `alignflow services up`, unless set by the user
     with workspace_lock(root, "alignflow " + " ".join(sys.argv[1:] or ["run"]), wait=args.wait):
-        from flows.pipeline import alignflow_pipeline, format_table
-
         # bad params end here, in one line, before Prefect, DVC or params.yaml are touched
         render_profile(root, args.profile) if args.profile else load_params(root)
         interrupt.install()  # covers Prefect's server start-up; the flow installs it again over Prefect's own
-        state = alignflow_pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
-                                   retries=args.retries, return_state=True)
+        from alignflow import prefect_warmup
+
+        server = prefect_warmup.start()  # Prefect's temporary server boots while DVC says what is stale
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        from flows.pipeline import alignflow_pipeline, format_table, prepare
+
+        prepare(root, args.profile, args.stages)
+        prefect_warmup.wait(server)
+        pipeline = alignflow_pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.jobs))
+        state = pipeline(profile=args.profile, stages=args.stages or None, root=str(root), retries=args.retries,
+                         jobs=args.jobs, return_state=True)
     if interrupt.requested():
-        print("alignflow run interrupted: the running stage was stopped and its previous outputs restored",
+        print("alignflow run interrupted: the running stages were stopped and their previous outputs restored",
               file=sys.stderr)
         return interrupt.exit_code()
     if not state.is_completed():
@@ -46,6 +54,13 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number of 1 or more")
+    return value
+
+
 def _describe_change(change: dict) -> list[str]:
     parts = []
     for kind, items in change.items():
@@ -57,32 +72,22 @@ def _describe_change(change: dict) -> list[str]:
 
 
 def _cmd_status(args) -> int:
-    from dvc.repo import Repo
-
     from alignflow.runtime.stage_graph import load_stage_graph
-
-    from alignflow.external_inputs import changed as external_changes
+    from alignflow.stale import status_plan
 
     root = repo_root()
     graph = load_stage_graph(root)
-    with Repo(str(root)) as repo:
-        raw = repo.status()
-    # A stage DVC runs on every repro (external_inputs) is never "stale": what matters is whether a file it
-    # fingerprints changed, which is reported on the stage that reads it (and flows downstream from there)
-    raw = {name: changes for name, changes in raw.items()
-           if name in graph.stages and not graph.stages[name].always_changed}
-    for name, keys in external_changes(root).items():
-        raw.setdefault(name, []).append({"external input changed": ", ".join(keys)})
-    stale_sources = set(raw)
+    stale = status_plan(root, graph)
+    # A stage DVC runs on every repro (external_inputs) is not reported for a new fingerprint or param: what
+    # matters is whether a file it fingerprints changed, which is reported on the stage that reads it (and
+    # flows downstream from there); a change to its code or outputs is reported on it (alignflow/stale.py)
     report = {}
     for name in graph.order():
-        changes = raw.get(name, [])
         reasons = []
-        for change in changes:
+        for change in stale.own.get(name, []):
             reasons += _describe_change(change) if isinstance(change, dict) else [str(change)]
-        upstream = [s for s in graph.upstream(name) if s in stale_sources]
-        if upstream:
-            reasons.append(f"upstream stale: {', '.join(upstream)}")
+        if stale.upstream.get(name):
+            reasons.append(f"upstream stale: {', '.join(stale.upstream[name])}")
         report[name] = reasons
     if args.json:
         print(json.dumps(report, indent=2))
@@ -246,6 +251,12 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _default_jobs() -> int:
+    from alignflow.stage_process import available_cores
+
+    return available_cores()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alignflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retries", type=int, default=1, help="retries per failed stage (default 1)")
     run.add_argument("--summary-json", metavar="PATH", help="also write what each stage did as JSON")
     run.add_argument("--wait", action="store_true", help="wait for another run in this workspace instead of refusing")
+    run.add_argument("--jobs", "-j", type=_positive, default=_default_jobs(),
+                     help="stages run at once, each with its share of the cores (default: the cores available, "
+                          "%(default)s here); 1 runs them one at a time in topological order")
     run.set_defaults(func=_cmd_run)
 
     status = sub.add_parser("status", help="stale stages and why")

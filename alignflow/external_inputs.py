@@ -144,9 +144,9 @@ def read_recorded(root: Path) -> dict[str, dict]:
     return recorded
 
 
-def changed(root: Path) -> dict[str, list[str]]:
-    """{stage: [param keys whose content differs from the recorded fingerprint]}."""
-    now, before = compute(root), read_recorded(root)
+def changed(root: Path, stage_outputs: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """{stage: [param keys whose content differs from the recorded fingerprint]} (`stage_outputs`: as `compute`)."""
+    now, before = compute(root, stage_outputs=stage_outputs), read_recorded(root)
     report = {}
     for stage, prints in now.items():
         keys = [k for k, v in prints.items() if before.get(stage, {}).get(k) != v]

@@ -5,9 +5,10 @@ dvc.yaml is the only place stages are declared; the Prefect flow, `alignflow sta
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import networkx as nx
 
@@ -85,43 +86,82 @@ class StageGraph:
         return found
 
 
-def load_stage_graph(root: Path) -> StageGraph:
+def load_stage_graph(root: Path, repo=None) -> StageGraph:
+    """The graph of `root`'s dvc.yaml; pass an open DVC `Repo` of `root` to reuse it (one index build)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
-        with Repo(str(root)) as repo:
-            index = repo.index
-            stages: dict[str, StageInfo] = {}
-            for stage in index.stages:
-                if not getattr(stage, "cmd", None):
-                    continue  # .dvc-tracked data, not a pipeline stage
-                params = tuple(sorted(k for d in stage.deps if hasattr(d, "params") for k in d.params))
-                stages[stage.addressing] = StageInfo(
-                    name=stage.addressing,
-                    cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd),
-                    deps=tuple(d.def_path for d in stage.deps if not hasattr(d, "params")),
-                    outs=tuple(o.def_path for o in stage.outs),
-                    params=params,
-                    meta=dict(stage.meta or {}),
-                    always_changed=bool(getattr(stage, "always_changed", False)),
-                )
-            graph = nx.DiGraph()
-            graph.add_nodes_from(stages)
-            for a, b in index.graph.edges:
-                if a.addressing in stages and b.addressing in stages:
-                    graph.add_edge(a.addressing, b.addressing)
+        if repo is not None:
+            return _graph_of(repo)
+        with Repo(str(root)) as opened:
+            return _graph_of(opened)
     except DvcException as exc:
         raise AlignflowError(f"cannot read the stage graph from {root / 'dvc.yaml'}: {exc}") from exc
+
+
+def _graph_of(repo) -> StageGraph:
+    index = repo.index
+    stages: dict[str, StageInfo] = {}
+    for stage in index.stages:
+        if not getattr(stage, "cmd", None):
+            continue  # .dvc-tracked data, not a pipeline stage
+        params = tuple(sorted(k for d in stage.deps if hasattr(d, "params") for k in d.params))
+        stages[stage.addressing] = StageInfo(
+            name=stage.addressing,
+            cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd),
+            deps=tuple(d.def_path for d in stage.deps if not hasattr(d, "params")),
+            outs=tuple(o.def_path for o in stage.outs),
+            params=params,
+            meta=dict(stage.meta or {}),
+            always_changed=bool(getattr(stage, "always_changed", False)),
+        )
+    graph = nx.DiGraph()
+    graph.add_nodes_from(stages)
+    for a, b in index.graph.edges:
+        if a.addressing in stages and b.addressing in stages:
+            graph.add_edge(a.addressing, b.addressing)
     return StageGraph(stages=stages, graph=graph)
 
 
+_LOCK_CACHE: dict[str, tuple[tuple, dict]] = {}  # dvc.lock path -> (its stat when read, its stages)
+
+
 def read_lock(root: Path) -> dict[str, Any]:
-    """dvc.lock's stages: what DVC last recorded for each (md5s of deps and outs, param values)."""
+    """dvc.lock's stages: what DVC last recorded for each (md5s of deps and outs, param values). Read-only.
+
+    DVC rewrites dvc.lock in place, and under `alignflow run --jobs N` another stage's `dvc repro` may
+    be committing while this process reads: the read holds DVC's repository lock, as DVC's own commands
+    do. A dvc.lock unchanged since the last read (same size, mtime and inode) is not parsed again.
+    """
+    path = Path(root) / "dvc.lock"
+    with _dvc_repository_lock(Path(root)):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return {}
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = _LOCK_CACHE.get(str(path))
+        if cached and cached[0] == stamp:
+            return cached[1]
+        text = path.read_text(encoding="utf-8")
     import yaml
 
-    path = root / "dvc.lock"
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return data.get("stages", {})
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    stages = data.get("stages", {})
+    _LOCK_CACHE[str(path)] = (stamp, stages)
+    return stages
+
+
+@contextmanager
+def _dvc_repository_lock(root: Path) -> Iterator[None]:
+    """DVC's own repository lock (`.dvc/tmp/lock`), waited for; nothing outside a DVC project."""
+    tmp_dir = root / ".dvc" / "tmp"
+    if not (root / ".dvc").is_dir():
+        yield
+        return
+    from dvc.lock import make_lock
+
+    tmp_dir.mkdir(exist_ok=True)
+    with make_lock(str(tmp_dir / "lock"), tmp_dir=str(tmp_dir), wait=True):
+        yield

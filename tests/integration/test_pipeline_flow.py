@@ -74,6 +74,9 @@ def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
             assert tags[f"dvc.dep.{dep['path']}"] == dep["md5"]
         for out in lock[stage]["outs"]:
             assert tags[f"dvc.out.{out['path']}"] == out["md5"]
+        # the stage's output (reports/logs/<stage>.log, untracked) is kept with its run
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "logs")] == [f"logs/{stage}.log"]
+        assert f"Running stage '{stage}'" in (root / "reports/logs" / f"{stage}.log").read_text()
     sft_run = client.get_run(outcomes["sft"]["run_id"])
     assert {d.dataset.name for d in sft_run.inputs.dataset_inputs} >= {"sft_train", "sft_val", "eval_prompts"}
     assert "sft.train.lr" in sft_run.data.params
@@ -192,7 +195,8 @@ def test_bad_preference_file_fails_cleanly_and_registers_nothing(project):
     assert last.startswith("alignflow run failed: bad input: stage 'prefs': ") and \
         "bad_prefs.jsonl: line 2: field 'rejected'" in last, proc.stderr[-3000:]
     assert "Traceback" not in output
-    assert proc.stdout.count("Running stage 'prefs'") == 1  # one attempt, never retried (stderr repeats the line)
+    # one attempt, never retried (a retry appends its output to the stage's log of this run)
+    assert (root / "reports/logs/prefs.log").read_text().count("Running stage 'prefs'") == 1
     assert (root / "data/prefs/train.jsonl").read_text() == before
     assert not list((root / "data").glob(".prefs.tmp-*"))
 
