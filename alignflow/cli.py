@@ -330,6 +330,10 @@ def use_workspace_code() -> None:
         sys.path.insert(0, root)
 
 
+# commands that read or write tracking / the Prefect API (`run` applies it itself, before its lock)
+_USE_SERVICES = ("lineage", "registry", "study", "serve")
+
+
 def main(argv: list[str] | None = None) -> int:
     from alignflow import use_this_interpreter
 
@@ -337,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     use_workspace_code()
     args = build_parser().parse_args(argv)
     try:
+        if args.command in _USE_SERVICES:
+            from alignflow import services
+
+            services.apply_client_env(repo_root())  # the servers of `alignflow services up`, unless set by the user
         return args.func(args)
     except AlignflowError as exc:
         print(f"alignflow: error: {exc}", file=sys.stderr)
