@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 NOOP_TARGET_S = 10.0
@@ -39,16 +40,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", help="keep the clones here (default: a temporary folder, removed after)")
     parser.add_argument("--json", help="write the results here")
     return parser.parse_args()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def clean_env(home: Path) -> dict[str, str]:

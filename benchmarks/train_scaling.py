@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.machine import cpu_model
 
 TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
               "intermediate_size": 64, "max_position_embeddings": 128, "tie_word_embeddings": True}
@@ -41,16 +42,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="reports/bench/train_scaling.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one rank's result file
     return parser.parse_args(argv)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def workload(tiny: bool) -> tuple[dict, int]:
@@ -135,7 +126,7 @@ def main(argv=None) -> None:
                    "comm_share": statistics.median(r["comm_share"] for r in rows),
                    "threads_per_rank": rows[0]["threads_per_rank"]} for n, rows in runs.items()}
     one, many = summary[1], summary[args.processes]
-    report = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads, "tiny": args.tiny,
+    report = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "tiny": args.tiny,
               "global_batch": args.global_batch, "steps": args.steps, "repeats": args.repeats,
               "results": {str(n): s for n, s in summary.items()}, "runs": {str(n): r for n, r in runs.items()},
               "speedup": many["examples_per_s"] / one["examples_per_s"]}
