@@ -25,18 +25,23 @@ def _cmd_run(args) -> int:
         # bad params end here, in one line, before Prefect, DVC or params.yaml are touched
         render_profile(root, args.profile) if args.profile else load_params(root)
         interrupt.install()  # covers Prefect's server start-up; the flow installs it again over Prefect's own
-        from alignflow import prefect_warmup
+        from alignflow import prefect_server
 
-        server = prefect_warmup.start()  # Prefect's temporary server boots while DVC says what is stale
-        from prefect.task_runners import ThreadPoolTaskRunner
+        server = prefect_server.start(root)  # before Prefect is imported: it boots while DVC says what is stale
+        try:
+            from prefect.task_runners import ThreadPoolTaskRunner
 
-        from flows.pipeline import alignflow_pipeline, format_table, prepare
+            from flows.pipeline import alignflow_pipeline, format_table, prepare
 
-        prepare(root, args.profile, args.stages)
-        prefect_warmup.wait(server)
-        pipeline = alignflow_pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.jobs))
-        state = pipeline(profile=args.profile, stages=args.stages or None, root=str(root), retries=args.retries,
-                         jobs=args.jobs, return_state=True)
+            prepare(root, args.profile, args.stages)
+            if server is not None:
+                server.wait_ready()
+            pipeline = alignflow_pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.jobs))
+            state = pipeline(profile=args.profile, stages=args.stages or None, root=str(root),
+                             retries=args.retries, jobs=args.jobs, return_state=True)
+        finally:
+            if server is not None:
+                server.stop()
     if interrupt.requested():
         print("alignflow run interrupted: the running stages were stopped and their previous outputs restored",
               file=sys.stderr)
