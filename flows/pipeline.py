@@ -33,7 +33,7 @@ from alignflow.runtime.stage_graph import load_stage_graph
 from alignflow.stage_process import available_cores, thread_share
 from alignflow.stale import status_plan
 from alignflow.workspace_lock import workspace_lock
-from tasks.reproduce import BAD_INPUT_PREFIX, StageOutcome, record_fresh_stage, reproduce_stage
+from tasks.reproduce import BAD_INPUT_PREFIX, StageOutcome, record_fresh_stages, reproduce_stage
 
 SERVED_ROOT_ENV = "ALIGNFLOW_SERVED_ROOT"
 
@@ -101,9 +101,10 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
                                 "alignflow.flow_run_id": flow_run_id,
                                 "alignflow.stages": ",".join(order)}) as parent:
         parent_id = parent.info.run_id
-        for name in order:
-            if name not in to_run:
-                progress.done(record_fresh_stage(str(root_path), graph.stages[name], parent_id))
+        fresh = [graph.stages[name] for name in order if name not in to_run]
+        if fresh:
+            for row in record_fresh_stages(str(root_path), fresh, parent_id, n=len(fresh)):
+                progress.done(row)
         task = reproduce_stage.with_options(retries=retries)
 
         def submit(name: str, wait_for: list):
