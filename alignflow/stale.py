@@ -14,8 +14,11 @@ stale, and what is below them).
 """
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from alignflow.runtime.stage_graph import StageGraph
 
@@ -101,11 +104,40 @@ def external_changes(root: Path, graph: StageGraph) -> dict[str, list[str]]:
 
 def status_plan(root: Path, graph: StageGraph, repo=None) -> StalePlan:
     """`plan` from a fresh `dvc status` of `root` (in-process; pass an open `Repo` to reuse it)."""
-    if repo is None:
-        from dvc.repo import Repo
+    with params_files_parsed_once():
+        if repo is None:
+            from dvc.repo import Repo
 
-        with Repo(str(root)) as opened:
-            raw = opened.status()
-    else:
-        raw = repo.status()
+            with Repo(str(root)) as opened:
+                raw = opened.status()
+        else:
+            raw = repo.status()
     return plan(graph, raw, external_changes(root, graph))
+
+
+@contextmanager
+def params_files_parsed_once() -> Iterator[None]:
+    """Within the block, DVC parses each params file once instead of once per stage that reads it.
+
+    DVC's status of a params dependency calls `dvc.dependency.param.read_param_file`, which loads and
+    parses the whole file with ruamel each time: 35 parses of params.yaml for the default DAG, about
+    half of a no-op run's status time. The block hands each caller a deep copy of the first parse
+    (callers own what they get, as before). `tests/infra/test_stale_params_once.py` fails if DVC
+    moves the function this wraps.
+    """
+    from dvc.dependency import param
+
+    original = param.load_path
+    parsed: dict = {}
+
+    def load_once(path, fs, **kwargs):
+        key = (str(path), id(fs), tuple(sorted(kwargs.items())))
+        if key not in parsed:
+            parsed[key] = original(path, fs, **kwargs)
+        return copy.deepcopy(parsed[key])
+
+    param.load_path = load_once
+    try:
+        yield
+    finally:
+        param.load_path = original
