@@ -41,6 +41,7 @@ import torch
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.gates import Provenance, file_eval_set, lisa_gate
 from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.threads import capped_threads
 from pipelines.compression import recipe
 from pipelines.compression.costs import lisa_report
 from pipelines.compression.families import family_of
@@ -126,14 +127,14 @@ def _relative(ctx: StageContext, path: Path) -> str:
 
 def run(ctx: StageContext) -> None:
     s, cfg = _settings(ctx.block("lisa"), ctx.seed)
-    torch.set_num_threads(s["threads"])
+    torch.set_num_threads(capped_threads(s["threads"]))
     set_seed(ctx.seed)
     source, model_dir, source_reason = choose_policy(ctx.input("ppo"), ctx.input("sft"))
     model, tokenizer = load_causal_lm(str(model_dir)), load_tokenizer(str(model_dir))
     n_layers = len(family_of(model).layers(model))
     if n_layers < 2:
         raise ParamsError(f"{model_dir}: LiSA needs at least 2 layers, the policy has {n_layers}")
-    tp = s["throughput"]
+    tp = {**s["throughput"], "threads": capped_threads(s["throughput"]["threads"])}  # timings at the threads it got
     limit = int(getattr(model.config, "max_position_embeddings", 0) or 0)
     if limit and max(tp["seq_lens"]) + tp["decode_tokens"] > limit:
         raise ParamsError(f"params.yaml: lisa.throughput: seq_len + decode_tokens must be <= the policy's "

@@ -18,6 +18,7 @@ from pathlib import Path
 from pipelines.atomic import write_text_atomic
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.threads import capped_threads
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
 from pipelines.speech.comparison import METHODS, bleu_markdown, bleu_table, measure_speed, speed_markdown
 from pipelines.speech.models import load_model
@@ -46,7 +47,7 @@ def run(ctx: StageContext) -> None:
     batch_sizes = [int(b) for b in p["batch_sizes"]]
     if not feats or not batch_sizes or min(batch_sizes) < 1:
         raise ParamsError("params.yaml: st.compare: need n_utterances >= 1 and batch sizes >= 1")
-    threads = int(p["threads"])
+    threads = capped_threads(int(p["threads"]))
     rows, speed, settings = measure_speed(nast, ar, feats, batch_sizes, beam_size=beam, threads=threads,
                                           warmup=int(p["warmup"]), repeats=int(p["repeats"]))
     table = bleu_table({"nast": nast_m, "ar": ar_m})

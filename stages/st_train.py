@@ -21,6 +21,7 @@ import torch
 from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.gates import Provenance, file_eval_set, lower_bound_gate
 from alignflow.runtime.stage import StageContext, stage_main
+from alignflow.runtime.threads import capped_threads
 from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.speech.models import build_model, save_model
@@ -75,7 +76,7 @@ def run(ctx: StageContext) -> None:
     model_cfg = {**(block.get("model") or {}), **sets}
     evp, gate_p = st["eval"], st["gate"]
     corpus_dir, features_dir, vocab_dir = ctx.input("corpus"), ctx.input("features"), ctx.input("vocab")
-    torch.set_num_threads(int(st.get("threads", 1)))
+    torch.set_num_threads(capped_threads(int(st.get("threads", 1))))
     set_seed(ctx.seed)
     vocab = Vocab.load(vocab_dir)
     special = {"pad": vocab.pad_id, "bos": vocab.bos_id, "eos": vocab.eos_id}
