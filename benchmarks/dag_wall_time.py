@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -63,6 +64,19 @@ def timed_run(clone: Path, env: dict, args: list[str], log: Path) -> float:
     return seconds
 
 
+_STAGE_LINE = re.compile(r"^\[\d+/\d+\] (?P<stage>\S+) (?P<status>executed|restored|up-to-date|checked) "
+                         r"(?P<seconds>[\d.]+)s", re.M)
+
+
+def stage_seconds(log_text: str) -> dict[str, float]:
+    """Seconds per executed stage, from the flow's `[k/N] stage status seconds` lines of the last run in the log."""
+    found: dict[str, float] = {}
+    for match in _STAGE_LINE.finditer(log_text):
+        if match["status"] == "executed":
+            found[match["stage"]] = float(match["seconds"])
+    return found
+
+
 def fresh_clone(source: str, dst: Path) -> Path:
     subprocess.run(["git", "clone", "--quiet", source, str(dst)], check=True)
     return dst
@@ -85,11 +99,14 @@ def main() -> None:
                 log = work / name / "run.log"
                 seconds = timed_run(clone, env, ["--profile", profile, "--jobs", str(jobs), *targets], log)
                 baseline = baseline or seconds
+                stages = stage_seconds(log.read_text(errors="replace"))
                 row = {"profile": profile, "jobs": jobs, "seconds": round(seconds, 2),
-                       "speedup_vs_first": round(baseline / seconds, 3)}
+                       "speedup_vs_first": round(baseline / seconds, 3), "stage_seconds": stages}
                 results["runs"].append(row)
                 print(f"{profile:<8} --jobs {jobs:<3} {seconds:8.1f} s   x{row['speedup_vs_first']:.2f} "
-                      f"vs --jobs {args.jobs[0]}", flush=True)
+                      f"vs --jobs {args.jobs[0]}; stage seconds summed {sum(stages.values()):.1f}", flush=True)
+                longest = sorted(stages.items(), key=lambda kv: -kv[1])[:8]
+                print("         longest stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in longest), flush=True)
             if args.noop_repeats:
                 noop = [timed_run(clone, env, ["--jobs", str(jobs), *targets], log) for _ in range(args.noop_repeats)]
                 median = statistics.median(noop)
