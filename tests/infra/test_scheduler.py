@@ -41,6 +41,20 @@ def test_one_job_is_the_serial_order_and_two_jobs_overlap_the_branches():
     assert most == 2 and started[-1] == "join" and set(started) == set(ORDER) - {"left1", "right1"}
 
 
+def test_more_jobs_start_the_longest_chain_first():
+    """Breaks if, at two jobs, a short branch that comes first in the serial order took a slot before the head of
+    the longest chain (it would leave the long branch running alone at the end), or if one job stopped following
+    the serial order."""
+    needs = {"short": [], "tail": ["short"], "long1": [], "long2": ["long1"], "long3": ["long2"], "side": []}
+    order = ["short", "tail", "side", "long1", "long2", "long3"]
+    schedule = DagSchedule(order, needs, 2)
+    assert schedule.chain == {"short": 2, "tail": 1, "side": 1, "long1": 3, "long2": 2, "long3": 1}
+    assert schedule.ready() == ["long1", "short"]
+    schedule.finish("short", True)
+    assert schedule.ready() == ["tail"]  # tail and side both end their chains: the serial order decides
+    assert _drain(DagSchedule(order, needs, 1))[0] == order
+
+
 def test_a_failure_stops_its_descendants_only():
     """Breaks if a failed stage's descendants ran, were not reported with the failed stage's name, or if the
     independent branch stopped too."""
