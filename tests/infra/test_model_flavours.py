@@ -197,3 +197,60 @@ def test_a_stage_logs_its_published_model_as_an_mlflow_model(tmp_path, tracking)
     out = model.predict([{"prompt": "q", "response_a": "a", "response_b": "b"}])
     expected = BTRewardModel.load(str(staged)).rewards(["q"], ["a"])
     assert round(float(out["reward_a"][0]), 5) == round(float(expected[0]), 5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_real_http_request(published, tmp_path):
+    """`mlflow models serve -m models:/reward-bt@champion` on 127.0.0.1 answers /invocations as the pyfunc does.
+
+    Fails if the logged model cannot be served (requirements, code or artifacts missing from the
+    model, a signature the scoring server rejects) or serves other numbers than a local load.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import mlflow
+
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),  # the venv's uvicorn, as when it is active
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/reward-bt@champion",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(1)
+        rows = [{"prompt": "Name a fruit that is yellow.", "response_a": "A banana.", "response_b": "The sky."}]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"dataframe_records": rows}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            served = json.loads(resp.read())["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+    local = mlflow.pyfunc.load_model("models:/reward-bt@champion").predict(rows)
+    assert len(served) == 1 and set(served[0]) == {"p_a_better", "reward_a", "reward_b"}
+    assert all(math.isclose(served[0][k], float(local[k][0]), abs_tol=1e-6) for k in served[0])
