@@ -254,3 +254,4 @@ def test_mlflow_models_serve_answers_a_real_http_request(published, tmp_path):
     local = mlflow.pyfunc.load_model("models:/reward-bt@champion").predict(rows)
     assert len(served) == 1 and set(served[0]) == {"p_a_better", "reward_a", "reward_b"}
     assert all(math.isclose(served[0][k], float(local[k][0]), abs_tol=1e-6) for k in served[0])
+
