@@ -25,7 +25,6 @@ import json
 import shutil
 import tempfile
 import threading
-import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -110,9 +109,7 @@ def _save_pyfunc(folder: Path, name: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="alignflow-code-") as tmp:
         code = Path(tmp) / "pipelines"
         shutil.copytree(Path(_serving().__file__).parents[1], code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        with _SAVE_LOCK, warnings.catch_warnings():
-            # our predict takes a DataFrame checked against the signature, not type hints: a warning per stage log
-            warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+        with _SAVE_LOCK:
             mlflow.pyfunc.save_model(str(dest), python_model=str(_ENTRY), artifacts={"model": str(folder)},
                                      model_config={"family": name}, code_paths=[str(code)], signature=signature,
                                      input_example=fam.example(folder), pip_requirements=requirements(fam.requirements))
