@@ -193,8 +193,8 @@ def log_stage_model(ctx, staged: Path, final: Path, artifact_path: str = "model"
     """
     import time
 
-    flavour = stage_flavour(ctx.root, ctx.name)
-    if flavour is None or ctx._run is None:  # no run: rank > 0, or tracking off
+    flavour = None if ctx._run is None else stage_flavour(ctx.root, ctx.name)  # no run: rank > 0, tracking off
+    if flavour is None:
         ctx.log_artifacts_on_success(final, artifact_path)
         return
     started = time.perf_counter()
