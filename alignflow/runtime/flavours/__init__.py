@@ -193,10 +193,10 @@ def log_stage_model(ctx, staged: Path, final: Path, artifact_path: str = "model"
     """
     import time
 
+    started = time.perf_counter()
     flavour = None if ctx._run is None else stage_flavour(ctx.root, ctx.name)  # no run: rank > 0, tracking off
     if flavour is None:
         ctx.log_artifacts_on_success(final, artifact_path)
         return
-    started = time.perf_counter()
     log(Path(staged), flavour, artifact_path)
     ctx.write_machine_facts({"model_logging_seconds": round(time.perf_counter() - started, 2)})
