@@ -143,7 +143,11 @@ def _cmd_registry(args) -> int:
     else:
         if not args.ref:
             raise AlignflowError("registry get needs NAME@ALIAS")
-        print(registry.local_path(args.ref))
+        info = registry.model_info(args.ref)
+        print(json.dumps(info, indent=2) if args.json else info["folder"])  # stdout stays one path for scripts
+        for key in [] if args.json else ("mlflow", "project"):
+            if key in info:
+                print(f"# load with {key}: {info[key]}", file=sys.stderr)
     return 0
 
 

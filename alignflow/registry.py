@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignflow.runtime import gates, tracking
+from alignflow.runtime import flavours, gates, tracking
 from alignflow.runtime.errors import AlignflowError
 from alignflow.runtime.stage_graph import StageInfo
 from alignflow.stage_results import lineage_tags
@@ -171,7 +171,10 @@ def _reconcile_run(root: Path, stage: str, register: dict, lineage: dict[str, st
         tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=f"{stage} (reconcile)", tags=tags)
     try:
-        client.log_artifacts(run.info.run_id, str(folder), register.get("artifact", "model"))
+        if register.get("flavour"):  # the same MLflow model the stage itself logs (alignflow/runtime/flavours)
+            flavours.log(folder, str(register["flavour"]), register.get("artifact", "model"), run_id=run.info.run_id)
+        else:
+            client.log_artifacts(run.info.run_id, str(folder), register.get("artifact", "model"))
         client.log_artifact(run.info.run_id, str(metrics_path))
     except BaseException:
         client.set_terminated(run.info.run_id, "FAILED")
@@ -233,11 +236,22 @@ def resolve(ref: str):
 
 
 def local_path(ref: str) -> str:
-    """A local folder holding the model of NAME@ALIAS (in place for a local artifact store)."""
+    """A local folder holding the model of NAME@ALIAS in the project's own format (in place for a local
+    artifact store): the folder inside the MLflow model, or the whole artifact of a bare-folder version."""
+    return model_info(ref)["folder"]
+
+
+def model_info(ref: str) -> dict:
+    """NAME@ALIAS as a user loads it: its version, MLflow URI and flavour, the project-format folder,
+    and the loading calls (MLflow's and the project's own, which differ per model family)."""
     import mlflow
 
     version = resolve(ref)
-    return mlflow.artifacts.download_artifacts(artifact_uri=version.source)
+    uri = f"models:/{ref}"
+    described = flavours.describe(Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source)))
+    calls = {key: described[key].format(uri=uri) for key in ("mlflow", "project") if described[key]}
+    return {"ref": ref, "version": str(version.version), "uri": uri, "flavour": described["flavour"],
+            "folder": described["folder"], **calls}
 
 
 def list_models() -> list[dict]:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.flavours import log_stage_model
 from alignflow.runtime.stage import StageContext
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import plot_training, write_csv
@@ -56,5 +57,5 @@ def finish_trained_model(ctx: StageContext, out: Path, final_dir: Path, history:
     write_curves(out, history, title, eval_key)
     ctx.log_history(history, "train")
     ctx.write_metrics(out, metrics)
-    ctx.log_artifacts_on_success(Path(final_dir) / "model", "model")
+    log_stage_model(ctx, out / "model", Path(final_dir) / "model")  # an MLflow model when it is published
     ctx.log_artifacts_on_success(Path(final_dir) / "plots", "plots")

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.flavours import log_stage_model
 from alignflow.runtime.gates import Provenance, file_eval_set, lisa_gate
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.threads import capped_threads
@@ -245,7 +246,7 @@ def run(ctx: StageContext) -> None:
                              **speed, "seconds": {k: round(v, 2) for k, v in timings.items()}})
     ctx.write_metrics(out, metrics)
     rel = _relative(ctx, ctx.output_path("out"))
-    ctx.log_artifacts_on_success(f"{rel}/model", "model")
+    log_stage_model(ctx, out / "model", ctx.root / rel / "model")
     ctx.log_artifacts_on_success(f"{rel}/plots", "plots")
 
 

@@ -280,7 +280,8 @@ def _start_run(name: str, root: Path, params: dict, blocks: tuple[str, ...]):
         "alignflow.processes": os.environ.get("WORLD_SIZE", "1"),  # ranks of a launched stage
     }
     parent = os.environ.get(tracking.PARENT_ENV) or None
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent, tags=tags)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent, tags=tags,
+                           log_system_metrics=tracking.system_metrics_on())
     # the stage's own blocks, plus every top-level scalar (seed, reward_seed, profile)
     stage_params = {k: v for k, v in params.items() if k in blocks or not isinstance(v, dict)}
     flat = {k: str(v)[:6000] for k, v in flatten(stage_params).items()}

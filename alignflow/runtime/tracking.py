@@ -18,6 +18,7 @@ EXPERIMENT_ENV = "ALIGNFLOW_EXPERIMENT"
 PARENT_ENV = "ALIGNFLOW_PARENT_RUN_ID"
 RECORD_ENV = "ALIGNFLOW_RUN_RECORD"
 FLOW_RUN_ENV = "ALIGNFLOW_FLOW_RUN_ID"
+SYSTEM_METRICS_ENV = "ALIGNFLOW_SYSTEM_METRICS"
 DEFAULT_EXPERIMENT = "alignflow"
 
 
@@ -43,6 +44,16 @@ def configure(root: Path) -> str:
     if uri.startswith("sqlite:///"):
         artifacts = (mlflow_dir(root) / "artifacts").resolve().as_uri()
     return client.create_experiment(name, artifact_location=artifacts)
+
+
+def system_metrics_on() -> bool:
+    """Whether a stage run records MLflow system metrics (`system/*`: CPU, memory, disk, network).
+
+    On by default: a sampling thread reads psutil and logs every 10 s
+    (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes that), so a stage's resource use sits next to
+    its curves. `ALIGNFLOW_SYSTEM_METRICS=off` turns it off, e.g. for a wall-time benchmark.
+    """
+    return os.environ.get(SYSTEM_METRICS_ENV, "on").lower() not in ("off", "0", "false")
 
 
 def git_commit(root: Path) -> tuple[str, bool]:
