@@ -43,7 +43,8 @@ def run(ctx: StageContext) -> None:
 
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(train_path)))
     initial_ppl = evaluate(model)["val_ppl"]
-    result = train(model, train_blocks, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt))
+    result = train(model, train_blocks, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
+                   on_log=ctx.stream_history("train"))
     model.eval()
     val_ppl = evaluate(model)["val_ppl"]
     out = ctx.output("out")

@@ -30,7 +30,7 @@ def run(ctx: StageContext) -> None:
     examples = bt_examples(records, rm.tokenizer, rm.max_length)
     ctx.log_dataset(pairs, "training", "prefs_train")
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(pairs), file_md5(base / "model.safetensors")))
-    result = train(rm, examples, bt_loss, cfg, checkpoint_dir=str(ckpt),
+    result = train(rm, examples, bt_loss, cfg, checkpoint_dir=str(ckpt), on_log=ctx.stream_history("train"),
                    collate_fn=partial(collate_bt, pad_id=rm.pad_id))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     rm.eval()

@@ -39,6 +39,7 @@ def run(ctx: StageContext) -> None:
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(pairs),
                                              file_md5(ctx.input("sft") / "model.safetensors")))
     result = train(policy, examples, partial(dpo_loss, beta=beta), cfg, checkpoint_dir=str(ckpt),
+                   on_log=ctx.stream_history("train"),
                    collate_fn=partial(collate_dpo, pad_id=tokenizer.pad_token_id))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     policy.eval()

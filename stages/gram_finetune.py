@@ -54,6 +54,7 @@ def run(ctx: StageContext) -> None:
     ckpt = ctx.checkpoint_dir(checkpoint_key(name, p, eps, ctx.seed, file_md5(pairs),
                                              file_md5(init / "model.safetensors")))
     result = train(rm, examples, partial(gram_stage2_loss, eps=eps), cfg, checkpoint_dir=str(ckpt),
+                   on_log=ctx.stream_history("train"),
                    collate_fn=partial(collate_judge, pad_id=rm.pad_id))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     rm.eval()

@@ -41,6 +41,7 @@ def run(ctx: StageContext) -> None:
     initial = evaluate(model)["val_ppl"]
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(pairs_path), file_md5(base / "model.safetensors")))
     result = train(model, train_ex, gram_stage1_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
+                   on_log=ctx.stream_history("train"),
                    collate_fn=partial(collate_pad, pad_id=pad))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     final = evaluate(model)["val_ppl"]

@@ -52,6 +52,7 @@ def run(ctx: StageContext) -> None:
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(demos_path),
                                              file_md5(base_dir / "model.safetensors")))
     result = train(model, train_ex, causal_lm_loss, cfg, eval_fn=evaluate, checkpoint_dir=str(ckpt),
+                   on_log=ctx.stream_history("train"),
                    collate_fn=lambda batch: collate_pad(batch, pad))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     model.eval()

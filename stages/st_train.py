@@ -96,7 +96,7 @@ def run(ctx: StageContext) -> None:
 
     ckpt = ctx.checkpoint_dir(checkpoint_key(variant, block, sets, ctx.seed, file_md5(feature_file(features_dir, TRAIN)),
                                              file_md5(vocab_dir / "tokenizer.json")))
-    result = train(model, batches, st_loss, cfg, checkpoint_dir=str(ckpt),
+    result = train(model, batches, st_loss, cfg, checkpoint_dir=str(ckpt), on_log=ctx.stream_history("train"),
                    eval_fn=lambda m: dev_loss(m, dev_ex, vocab.pad_id, eval_bsz),
                    collate_fn=collate_batch(vocab.pad_id))
     model.eval()

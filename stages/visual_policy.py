@@ -42,7 +42,7 @@ def run(ctx: StageContext) -> None:
     cfg = train_config(ctx, p, "visual.policy")
     # the tokenizer is trained on every pool, so all of them key the resumable run
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, *(file_md5(world / f) for f in TOKENIZER_FILES)))
-    result = train(vlm, examples, captioning_loss, cfg, checkpoint_dir=str(ckpt),
+    result = train(vlm, examples, captioning_loss, cfg, checkpoint_dir=str(ckpt), on_log=ctx.stream_history("train"),
                    collate_fn=partial(collate_lm, pad_id=layout.pad_id))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
 

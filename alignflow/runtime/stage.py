@@ -88,6 +88,7 @@ class StageContext:
         self._staged: dict[Path, Path] = {}
         self._artifacts: list[tuple[Path, str]] = []
         self._machine: dict[str, Any] = {}
+        self._streamed: set[tuple[str, int]] = set()  # (metric, step) already logged while training ran
         self._resume_base: str | None = None
         self.started = time.time()
 
@@ -213,13 +214,29 @@ class StageContext:
             mlflow.log_metrics(numeric, step=step)
 
     def log_history(self, history: list[Mapping[str, Any]], prefix: str) -> None:
-        """Per-step training curves as MLflow metric histories."""
+        """Per-step training curves as MLflow metric histories (what `stream_history` already sent is skipped)."""
+        for row in history:
+            self._log_row(row, prefix, synchronous=True)
+
+    def stream_history(self, prefix: str):
+        """The training loop's `on_log`: each history row goes to MLflow as it is recorded, not after training.
+
+        Logged without waiting (MLflow's asynchronous logging; the run's end flushes it), so a slow
+        tracking server does not slow training; `log_history` at the end adds only what was not sent.
+        """
+        return lambda row: self._log_row(row, prefix, synchronous=False)
+
+    def _log_row(self, row: Mapping[str, Any], prefix: str, synchronous: bool) -> None:
         if self._run is None:
             return
-        for row in history:
-            step = int(row.get("step", 0))
-            values = {f"{prefix}.{k}": v for k, v in row.items() if k != "step"}
-            self.log_metrics(values, step=step)
+        import mlflow
+
+        step = int(row.get("step", 0))
+        values = flatten({f"{prefix}.{k}": v for k, v in row.items() if k != "step"})
+        new = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and (k, step) not in self._streamed}
+        if new:
+            mlflow.log_metrics({mlflow_metric_name(k): v for k, v in new.items()}, step=step, synchronous=synchronous)
+            self._streamed.update((k, step) for k in new)
 
     def log_dataset(self, path: Path, context: str, name: str | None = None) -> None:
         """Record a JSONL file as an MLflow dataset input (digest = its DVC md5)."""

@@ -56,6 +56,7 @@ from pipelines.training.rng import IndexStream, set_seed
 
 LossFn = Callable[[Any, Any], "tuple[torch.Tensor, dict[str, float]]"]
 EvalFn = Callable[[Any], "dict[str, float]"]
+LogFn = Callable[[dict], None]
 WEIGHT_METRIC = "target_tokens"  # a loss_fn metric naming how many items its mean loss averages over
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,17 @@ def _run_eval(eval_fn, model) -> dict:
     return metrics
 
 
+def _recorder(prog: Progress, on_log: Optional[LogFn]) -> Callable[[dict], None]:
+    """Record a row in the history and hand it to `on_log` (a copy: the history row may be merged into later)."""
+
+    def record(row: dict) -> None:
+        _record(prog.history, row)
+        if on_log is not None:
+            on_log(dict(row))
+
+    return record
+
+
 def _record(history: list, row: dict) -> None:
     """Merge rows logged at the same step (train and eval) into one history entry."""
     if history and history[-1]["step"] == row["step"]:
@@ -139,8 +151,13 @@ def train(
     checkpoint_dir: Optional[str] = None,
     progress: bool = True,
     collate_fn: Optional[Callable] = None,
+    on_log: Optional[LogFn] = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.max_steps`` optimizer steps and report.
+
+    ``on_log(row)`` (main rank only) gets each history row as it is recorded (train rows every
+    ``log_every`` steps, eval rows every ``eval_every``), so a caller can stream curves while the
+    run goes on (a stage logs them to MLflow); rows of one step may come in two parts (train, eval).
 
     Resumes from the newest complete checkpoint in ``checkpoint_dir`` if there is one.
     A run stopped by ``time_budget_s`` saves a checkpoint (when a dir is given), so calling
@@ -157,6 +174,7 @@ def train(
     stream = IndexStream(len(train_data), cfg.seed)
     backend = make_backend(model, cfg)
     prog = Progress()
+    record = _recorder(prog, on_log if here.is_main else None)
     resumed_from = None
     if here.is_main and checkpoint_dir and Path(checkpoint_dir).is_dir():
         remove_dead_tmp(Path(checkpoint_dir))
@@ -222,10 +240,10 @@ def train(
                 "tokens_seen": prog.tokens,
             }
             row.update({f"train_{k}": v for k, v in extras.items() if k != "loss"})
-            _record(prog.history, row)
+            record(row)
             prog.window = []
         if eval_fn is not None and cfg.eval_every and prog.step % cfg.eval_every == 0:
-            _record(prog.history, {"step": prog.step, **_run_eval(eval_fn, model)})
+            record({"step": prog.step, **_run_eval(eval_fn, model)})
             prog.last_eval_step = prog.step
         if checkpoint_dir and cfg.checkpoint_every and prog.step % cfg.checkpoint_every == 0:
             save_checkpoint(checkpoint_dir, backend, stream, prog, cfg, cfg.keep_checkpoints)
@@ -237,13 +255,13 @@ def train(
             final.update({k: v for k, v in prog.history[-1].items() if k.startswith("eval_")})
         else:
             evals = _run_eval(eval_fn, model)
-            _record(prog.history, {"step": prog.step, **evals})
+            record({"step": prog.step, **evals})
             prog.last_eval_step = prog.step
             final.update(evals)
     if checkpoint_dir and last_saved != prog.step:
         save_checkpoint(checkpoint_dir, backend, stream, prog, cfg, cfg.keep_checkpoints)
     if stopped:
-        _record(prog.history, {"step": prog.step, "stopped_by_time_budget": True})
+        record({"step": prog.step, "stopped_by_time_budget": True})
     return TrainResult(
         final_metrics=final,
         history=prog.history,
