@@ -70,7 +70,7 @@ def run(ctx: StageContext) -> None:
     curve_prompts = heldout_prompts(pool)[0][: int(p["curve_prompts"])]
     result = train_ppo(policy, ref_lm, tokenizer, prompts, score, cfg, optim,
                        eval_fn=curve_point_fn(policy.lm, ref_lm, tokenizer, curve_prompts, score, rl["eval"], ctx.seed),
-                       on_rollout=train_gold)
+                       on_rollout=train_gold, on_log=ctx.stream_history("train"))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2), "phase_seconds": result.phase_seconds})
     policy.eval()
     out = ctx.output("out")

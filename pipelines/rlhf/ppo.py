@@ -190,8 +190,12 @@ def optimizer_config(block: dict, cfg: PPOConfig, where: str = "ppo.optim") -> T
 
 def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[str], score_fn: ScoreFn,
               cfg: PPOConfig, optim: TrainConfig, eval_fn: Optional[EvalFn] = None,
-              on_rollout: Optional[RolloutHook] = None, progress: bool = True) -> PPOResult:
+              on_rollout: Optional[RolloutHook] = None, progress: bool = True,
+              on_log: Optional[Callable[[dict], None]] = None) -> PPOResult:
     """Run ``cfg.max_steps`` PPO iterations in place on ``policy``; ``ref_model`` stays frozen.
+
+    ``on_log(row)`` (main rank only) gets each iteration's row as soon as it is made (a stage streams
+    it to MLflow while PPO runs).
 
     ``eval_fn(step)`` runs before training, every ``cfg.eval_every`` iterations and at the end; its
     rows join the history (the over-optimisation curve). ``on_rollout(prompt_indices, rollout)``
@@ -288,6 +292,8 @@ def train_ppo(policy: PolicyWithValue, ref_model, tokenizer, prompts: Sequence[s
             row.update(on_rollout(idx, rollout))
         row = mean_over_ranks(row, [k for k in row if k not in ("step", "lr")])
         history.append(row)
+        if on_log is not None and here.is_main:
+            on_log({**row, "loss": row["pg_loss"]})
         done = it + 1
         bar.update(1)
         bar.set_postfix(score=f"{row['score_raw']:.3f}", kl=f"{row['kl']:.2f}")
