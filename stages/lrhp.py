@@ -69,6 +69,7 @@ def _evaluate(enc: PairEncoder, pool: list[dict], z_pool, test: list[dict], ev: 
 
 
 def run(ctx: StageContext) -> None:
+    ctx.use_seed("lrhp_seed")
     p = ctx.block("lrhp")
     cfg = train_config(ctx, p, "lrhp")
     obj = p["objectives"]

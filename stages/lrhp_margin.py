@@ -74,7 +74,7 @@ def _margin_training(ctx: StageContext, p: dict, pool: list[dict], z_pool: np.nd
 
 
 def run(ctx: StageContext) -> None:
-    ctx.use_seed("reward_seed")
+    ctx.use_seed("lrhp_seed")
     p = ctx.block("lrhp_margin")
     kind_column = str(ctx.block("lrhp")["kind_column"])
     folder = ctx.input("lrhp")

@@ -77,7 +77,7 @@ def _selections(ctx, p, pool, z_pool, test, z_test, targets) -> dict[tuple, list
 
 
 def run(ctx: StageContext) -> None:
-    ctx.use_seed("reward_seed")
+    ctx.use_seed("lrhp_seed")
     p = ctx.block("lrhp_select")
     cfg = train_config(ctx, p, "lrhp_select")
     kind_column = str(ctx.block("lrhp")["kind_column"])
