@@ -30,8 +30,7 @@ def _has_gold(records: list[dict]) -> bool:
                for r in records for k in ("gold_chosen", "gold_rejected"))
 
 
-def _gram_log_odds(path: str, records: list[dict], batch_size: int) -> np.ndarray:
-    gram = GenerativeRewardModel.load(path)
+def _gram_log_odds(gram: GenerativeRewardModel, records: list[dict], batch_size: int) -> np.ndarray:
     p = gram.prob_first_better([r["prompt"] for r in records], [r["chosen"] for r in records],
                                [r["rejected"] for r in records], batch_size)["p"].double().numpy()
     p = np.clip(p, 1e-6, 1 - 1e-6)
@@ -41,10 +40,9 @@ def _gram_log_odds(path: str, records: list[dict], batch_size: int) -> np.ndarra
 def _baselines(ctx: StageContext, p: dict, fit: list[dict], test: list[dict], y_fit: np.ndarray) -> dict:
     """name -> predicted test margins of each single-score baseline, calibrated on the fit pairs."""
     bs = int(p["batch_size"])
-    bt = BTRewardModel.load(str(ctx.input("bt")))
+    bt, gram = BTRewardModel.load(str(ctx.input("bt"))), GenerativeRewardModel.load(str(ctx.input("gram")))
     scores = {"bt_gap": (score_gaps(bt, fit, bs), score_gaps(bt, test, bs)),
-              "gram_log_odds": (_gram_log_odds(str(ctx.input("gram")), fit, bs),
-                                _gram_log_odds(str(ctx.input("gram")), test, bs)),
+              "gram_log_odds": (_gram_log_odds(gram, fit, bs), _gram_log_odds(gram, test, bs)),
               "length_ratio": (np.log(length_ratio(fit)), np.log(length_ratio(test)))}
     out = {}
     for name, (s_fit, s_test) in scores.items():

@@ -4,8 +4,9 @@ For each target (a kind of preference named by its prompt families, `lrhp_select
 first `n_target` held-out pairs of that kind are the small target set and the rest its test pairs.
 Every selection trains the project's BT reward model (same trainer, same steps) on K pool pairs and
 is scored by gold-order accuracy on the target's test pairs. Methods: `lrhp` (kNN similarity of pair
-vectors to the target set), `prompt_emb` (the same rule on the base LM's mean-pooled prompt
-states), `rm_gap` (largest score gap of the trained BT reward model), `random`, and `all` (the whole
+vectors to the target set), `lrhp_ot` (the OT selector of `pipelines/selection/` on the same
+vectors), `prompt_emb` (the kNN rule on the base LM's
+mean-pooled prompt states), `rm_gap` (largest score gap of the trained BT reward model), `random`, and `all` (the whole
 pool, same number of steps). `target_share` says how many selected pairs belong to the target families.
 """
 from __future__ import annotations
@@ -24,10 +25,11 @@ from pipelines.models.causal_lm import load_causal_lm
 from pipelines.models.preference import read_pairs
 from pipelines.models.reward.bt import BTRewardModel
 from pipelines.models.tokenizer import load_tokenizer
+from pipelines.selection import select_ot
 from stages.common import train_config
 
 SHARED = ("random", "rm_gap", "all")  # selections that do not look at the target
-KNOWN = ("lrhp", "prompt_emb", *SHARED)
+KNOWN = ("lrhp", "lrhp_ot", "prompt_emb", *SHARED)
 
 
 def _targets(p: dict, test: list[dict]) -> dict[str, tuple[set, list[int], list[int]]]:
@@ -71,6 +73,8 @@ def _selections(ctx, p, pool, z_pool, test, z_test, targets) -> dict[tuple, list
         for name, (_, ref, _) in targets.items():
             if "lrhp" in methods:
                 sel[("lrhp", name, k)] = top_k(similarity_scores(z_pool, z_test[ref], knn), k)
+            if "lrhp_ot" in methods:
+                sel[("lrhp_ot", name, k)] = [int(i) for i in select_ot(z_pool.numpy(), z_test[ref].numpy(), k).indices]
             if "prompt_emb" in methods:
                 sel[("prompt_emb", name, k)] = top_k(similarity_scores(e_pool, e_test[ref], knn), k)
     return sel
@@ -106,7 +110,7 @@ def run(ctx: StageContext) -> None:
     for (name, method, k), credit in credits.items():
         if method != "lrhp":
             continue
-        for other in ("random", "rm_gap", "prompt_emb"):
+        for other in ("random", "rm_gap", "prompt_emb", "lrhp_ot"):
             if (name, other, k) in credits:
                 d, lo, hi = paired_difference_ci(credit, credits[(name, other, k)], boot, ctx.seed)
                 metrics.update({f"{name}/lrhp_minus_{other}/k{k}": round(d, 5),

@@ -14,7 +14,7 @@ from pipelines.models.reward.gram import GenerativeRewardModel
 from pipelines.models.tokenizer import train_bpe_tokenizer
 from tests.project import REPO, run_stage
 
-# A tiny workspace and 13 tiny reward models: ~40 s on 2 busy cores, so it runs in `make test-full`.
+# A tiny workspace and 17 tiny reward models: ~40 s on 2 busy cores, so it runs in `make test-full`.
 pytestmark = pytest.mark.slow
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
@@ -38,8 +38,8 @@ def workspace(tmp_path_factory):
     params["lrhp"].update({"dim": 4, "max_length": 80})
     params["lrhp"]["train"].update({"max_steps": 2, "batch_size": 4})
     params["lrhp"]["eval"].update({"n_pairs": 120, "bootstrap": 20})
-    params["lrhp_select"].update({"n_target": 4, "ks": [8, 16], "methods": ["lrhp", "prompt_emb", "rm_gap", "random",
-                                                                             "all"], "bootstrap": 20})
+    params["lrhp_select"].update({"n_target": 4, "ks": [8, 16], "methods": ["lrhp", "lrhp_ot", "prompt_emb", "rm_gap",
+                                                                             "random", "all"], "bootstrap": 20})
     params["lrhp_select"]["train"].update({"max_steps": 1, "batch_size": 2})
     params["lrhp_margin"].update({"n_fit": 30, "n_test": 40, "bootstrap": 20})
     params["lrhp_margin"]["margin_bt"].update({"n_train": 20})
@@ -70,13 +70,13 @@ def test_lrhp_select_scores_every_method_at_every_k(workspace):
     run_stage(root, "lrhp_select", lrhp_select.run, params)
     m = json.loads((root / "models/lrhp_select/metrics.json").read_text())
     for target in ("safety", "arithmetic"):
-        for method in ("lrhp", "prompt_emb", "rm_gap", "random"):
+        for method in ("lrhp", "lrhp_ot", "prompt_emb", "rm_gap", "random"):
             for k in (8, 16):
                 share = m[f"{target}/{method}/k{k}/target_share"]
                 assert 0.0 <= m[f"{target}/{method}/k{k}/acc_gold"] <= 1.0
                 assert abs(share * k - round(share * k)) < 1e-3
         assert f"{target}/all/acc_gold" in m and f"{target}/lrhp_minus_random/k8" in m
-    assert m["n_models"] == 1 + 2 * 2 + 2 * 2 * 2
+    assert m["n_models"] == 1 + 2 * 2 + 3 * 2 * 2
     assert (root / "models/lrhp_select/plots/selection_curves.png").is_file()
 
 
