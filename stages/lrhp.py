@@ -44,9 +44,12 @@ def _backbone(ctx: StageContext, p: dict) -> Path:
 
 
 def _evaluate(enc: PairEncoder, pool: list[dict], z_pool, test: list[dict], ev: dict, seed: int) -> tuple[dict, object]:
-    """Held-out metrics: order-aware preference accuracy (label, gold), kind purity of nearest neighbours."""
+    """Vectors of every held-out pair, and metrics on the first `n_scored`: order-aware preference accuracy
+    (label, gold; needs the swapped order too) and kind purity of nearest neighbours."""
     bs = int(ev["batch_size"])
-    z_test = enc.embed_records(test, bs)
+    z_all = enc.embed_records(test, bs)
+    n = min(int(ev["n_scored"]), len(test))
+    test, z_test = test[:n], z_all[:n]
     z_swap = enc.embed([r["prompt"] for r in test], [r["rejected"] for r in test], [r["chosen"] for r in test], bs)
     fwd, swp = enc.first_preferred_logit(z_test), enc.first_preferred_logit(z_swap)
     credit = order_credit(fwd, swp)
@@ -65,7 +68,7 @@ def _evaluate(enc: PairEncoder, pool: list[dict], z_pool, test: list[dict], ev: 
     families = [r.get("family", r["kind"]) for r in pool]
     m["test_id/family_knn_acc"] = knn_kind_accuracy(z_pool, families, z_test,
                                                     [r.get("family", r["kind"]) for r in test])
-    return {k: round(v, 5) if isinstance(v, float) else v for k, v in m.items()}, z_test
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in m.items()}, z_all
 
 
 def run(ctx: StageContext) -> None:
@@ -94,8 +97,9 @@ def run(ctx: StageContext) -> None:
     z_pool = enc.embed_records(pool, int(p["eval"]["batch_size"]))
     metrics, z_test = _evaluate(enc, pool, z_pool, test, p["eval"], ctx.seed)
     save_vectors(out, {"pool": z_pool, "test": z_test}, {"pool": [r["id"] for r in pool], "test": [r["id"] for r in test]})
-    xy = pca_2d(z_test)
-    families = [r.get("family", r["kind"]) for r in test]
+    n_map = min(int(p["eval"]["n_scored"]), len(test))
+    xy = pca_2d(z_test[:n_map])
+    families = [r.get("family", r["kind"]) for r in test[:n_map]]
     write_csv([{"x": round(float(a), 5), "y": round(float(b), 5), "family": f, "kind": r["kind"]}
                for (a, b), f, r in zip(xy, families, test)], out / "plots" / "map.csv", ["x", "y", "family", "kind"])
     plot_map(xy, families, out / "plots" / "map.png", "LRHP pair vectors of held-out pairs (PCA), by prompt family")
@@ -104,7 +108,7 @@ def run(ctx: StageContext) -> None:
                     "gate": interval_gate("test_id/pref_acc_gold", metrics["test_id/pref_acc_gold"],
                                           metrics["test_id/pref_acc_gold_ci95_low"], 0.5, Provenance(
                                               ctx.profile, file_eval_set(ctx.root, relative(ctx, ctx.input("test")),
-                                                                         len(test)), result.stopped_by_time_budget),
+                                                                         metrics["test_id/n"]), result.stopped_by_time_budget),
                                           "held-out order-aware preference accuracy vs gold, against chance")})
     enc.save(str(out / "model"))
     finish_trained_model(ctx, out, ctx.output_path("out"), result.history, "LRHP pair encoder", "acc", metrics)

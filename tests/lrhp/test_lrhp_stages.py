@@ -7,6 +7,7 @@ from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.params import render_profile
 from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.data.world import build_world
+from pipelines.lrhp.vectors import vector_count
 from pipelines.models.causal_lm import build_llama, save_causal_lm
 from pipelines.models.preference import PairEncoder
 from pipelines.models.reward.bt import BTRewardModel
@@ -37,7 +38,7 @@ def workspace(tmp_path_factory):
     GenerativeRewardModel(build_llama(TINY, tok, seed=2), tok, 128).save(str(root / "models/gram/model"))
     params["lrhp"].update({"dim": 4, "max_length": 80})
     params["lrhp"]["train"].update({"max_steps": 2, "batch_size": 4})
-    params["lrhp"]["eval"].update({"n_pairs": 120, "bootstrap": 20})
+    params["lrhp"]["eval"].update({"n_pairs": 120, "n_scored": 60, "bootstrap": 20})
     params["lrhp_select"].update({"n_target": 4, "ks": [8, 16], "methods": ["lrhp", "lrhp_ot", "prompt_emb", "rm_gap",
                                                                              "random", "all"], "bootstrap": 20})
     params["lrhp_select"]["train"].update({"max_steps": 1, "batch_size": 2})
@@ -55,9 +56,9 @@ def test_lrhp_stage_writes_encoder_vectors_map_and_gate(workspace):
     out = root / "models/lrhp"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["gate"]["metric"] == "test_id/pref_acc_gold" and "passed" in metrics["gate"]
-    assert 0.0 <= metrics["test_id/pref_acc_gold"] <= 1.0 and metrics["test_id/n"] == 120
-    assert (out / "plots/map.png").is_file() and (out / "plots/map.csv").read_text().count("\n") == 121
-    assert (out / "vectors.safetensors").is_file()
+    assert 0.0 <= metrics["test_id/pref_acc_gold"] <= 1.0 and metrics["test_id/n"] == 60
+    assert (out / "plots/map.png").is_file() and (out / "plots/map.csv").read_text().count("\n") == 61
+    assert vector_count(out, "test") == 120 and vector_count(out, "pool") == 120
     enc = PairEncoder.load(out / "model")
     assert enc.dim == 4
 
