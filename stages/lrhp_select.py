@@ -1,7 +1,7 @@
 """Stage `lrhp_select`: preference data selection with LRHP pair vectors against baselines at equal K.
 
 For each target (a kind of preference named by its prompt families, `lrhp_select.targets`), the
-first `n_target` held-out pairs of that kind are the small target set and the rest its test pairs.
+first `n_target` held-out pairs of that kind are the small target set, the next `n_test` its test pairs.
 Every selection trains the project's BT reward model (same trainer, same steps) on K pool pairs and
 is scored by gold-order accuracy on the target's test pairs. Methods: `lrhp` (kNN similarity of pair
 vectors to the target set), `lrhp_ot` (the OT selector of `pipelines/selection/` on the same
@@ -44,7 +44,7 @@ def _targets(p: dict, test: list[dict]) -> dict[str, tuple[set, list[int], list[
             raise ParamsError(f"params.yaml: lrhp_select.targets[{i}] ({t['name']}): {len(idx)} embedded held-out "
                               f"pairs of families {sorted(fams)}, need n_target + 10 = {n_ref + 10} "
                               f"(raise lrhp.eval.n_pairs or lower lrhp_select.n_target)")
-        out[str(t["name"])] = (fams, idx[:n_ref], idx[n_ref:])
+        out[str(t["name"])] = (fams, idx[:n_ref], idx[n_ref:n_ref + int(p["n_test"])])
     return out
 
 
