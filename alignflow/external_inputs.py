@@ -35,6 +35,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "prefs": ("prefs.path", "prefs.hub"),
     "tokenizer": ("tokenizer.pretrained",),
     "base_lm": ("base_lm.init_from",),
+    "lrhp": ("lrhp.backbone",),
     "rm_compare": ("rm_compare.extra_eval.source",),
     "speech_corpus": ("speech.mustc_root",),
     "visual_world": ("visual.real.pool", "visual.real.test", "visual.real.image_root"),

@@ -37,6 +37,7 @@ NULLABLE: dict[str, tuple[str, ...]] = {
     "prefs.limit": ("int", "null"),
     "tokenizer.pretrained": ("str", "null"),
     "base_lm.init_from": ("str", "null"),
+    "lrhp.backbone": ("str", "null"),        # null: the base LM
     "*.deepspeed": ("mapping", "null"),      # a DeepSpeed config block, checked where it is built
     "*.time_budget_s": ("number", "null"),   # seconds; null: no budget
     "rm_compare.extra_eval.source": ("str", "null"),

@@ -39,7 +39,7 @@ def test_producers_consumers_and_downstream(graph):
     assert speech <= set(graph.stages)  # the speech branch is independent of the alignment branch
     assert set(graph.downstream("world")) == set(graph.stages) - {"world", "external_inputs"} - speech
     # files named by params are fingerprinted upstream of exactly the stages that read them
-    assert set(graph.direct_consumers("external_inputs")) == {"prefs", "tokenizer", "base_lm", "rm_compare",
+    assert set(graph.direct_consumers("external_inputs")) == {"prefs", "tokenizer", "base_lm", "rm_compare", "lrhp",
                                                              "speech_corpus", "visual_world", "visual_policy"}
     assert set(graph.downstream("speech_corpus")) == speech - {"speech_corpus"}
     visual = {"visual_world", "visual_policy", "visual_select", "rovrm@rovrm", "rovrm@rovrm_visual_only", "rovrm_ablations",
