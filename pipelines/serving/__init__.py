@@ -77,4 +77,4 @@ def checked_params(params: dict | None, defaults: dict) -> dict:
     return {**defaults, **(params or {})}
 
 
-from pipelines.serving import generation, rewards, speech, visual  # noqa: E402,F401 - each registers its family
+from pipelines.serving import generation, preference, rewards, speech, visual  # noqa: E402,F401 - each registers its family

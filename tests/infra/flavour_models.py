@@ -93,6 +93,14 @@ def visual(out: Path) -> Path:
 
 
 # registered name -> (flavour, builder): one of each family the stages publish
+def lrhp(out: Path) -> Path:
+    from pipelines.models.preference.encoder import PairEncoder
+
+    tok = _tokenizer()
+    PairEncoder(_llama(tok, 4), tok, dim=8, max_length=200, seed=5).save(str(out))
+    return out
+
+
 MODELS = {"base-lm": ("causal-lm", causal_lm), "policy-sft": ("chat-lm", causal_lm), "reward-gram": ("gram", gram),
           "reward-bt": ("bt", bt), "policy-lisa": ("lisa", lisa), "st-nast": ("speech", speech),
-          "reward-visual": ("visual", visual)}
+          "reward-visual": ("visual", visual), "preference-repr": ("lrhp", lrhp)}

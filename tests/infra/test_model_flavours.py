@@ -108,6 +108,9 @@ def test_every_family_loads_from_the_registry_and_predicts_its_example(published
         back = model.predict(swapped)
         assert all(math.isclose(p + q, 1.0, abs_tol=1e-5) for p, q in zip(out["p_a_better"], back["p_a_better"]))
         assert all(math.isclose(a, b, abs_tol=1e-5) for a, b in zip(out["reward_a"], back["reward_b"]))
+    elif flavour == "lrhp":
+        assert all(0 <= p <= 1 for p in out["p_a_better"])
+        assert all(len(v) == 8 and math.isclose(sum(x * x for x in v), 1.0, abs_tol=1e-4) for v in out["vector"])
     elif flavour == "visual":
         assert all(math.isfinite(r) for r in out["reward"]) and out["reward"][0] != out["reward"][1]  # image used
     else:
@@ -140,7 +143,7 @@ def test_registry_get_names_the_right_loading_call_per_family(published):
     """
     expected = {"reward-gram": "GenerativeRewardModel.load", "reward-bt": "BTRewardModel.load",
                 "policy-lisa": "load_lisa_model", "st-nast": "speech.models import load_model",
-                "reward-visual": "load_visual_rm", "policy-sft": "AutoModelForCausalLM", "base-lm": "AutoModelForCausalLM"}
+                "reward-visual": "load_visual_rm", "preference-repr": "PairEncoder.load", "policy-sft": "AutoModelForCausalLM", "base-lm": "AutoModelForCausalLM"}
     for name, call in expected.items():
         info = registry.model_info(f"{name}@champion")
         assert call in info["project"] and info["folder"] in info["project"].replace("/components/tokenizer", "")
