@@ -89,7 +89,7 @@ def run(ctx: StageContext) -> None:
     ckpt = ctx.checkpoint_dir(checkpoint_key(p, ctx.seed, file_md5(ctx.input("pairs")),
                                              file_md5(weights) if weights.is_file() else str(backbone)))
     loss = make_lrhp_loss(float(obj["preference"]), float(obj["contrastive"]), float(obj["temperature"]))
-    result = train(enc, examples, loss, cfg, checkpoint_dir=str(ckpt),
+    result = train(enc, examples, loss, cfg, checkpoint_dir=str(ckpt), on_log=ctx.stream_history("train"),
                    collate_fn=partial(collate_pairs, pad_id=enc.pad_id, swap_negatives=bool(obj["swap_negatives"])))
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2)})
     enc.eval()
