@@ -9,11 +9,13 @@ import functools
 import hashlib
 import logging
 import sys
+import time
 from pathlib import Path
 
 from alignflow.runtime import tracking
 
 log = logging.getLogger("alignflow.stage")
+_READ_TRIES, _READ_PAUSE_S = 6, 0.25  # about 5 s in all
 PROJECT = Path(__file__).resolve().parents[2]  # where the code this process runs lives
 CODE_PACKAGES = ("alignflow", "pipelines", "stages")
 
@@ -57,10 +59,17 @@ def _stage_info(root: Path, name: str):
         return None
     from alignflow.runtime.stage_graph import load_stage_graph
 
-    try:
-        stages = load_stage_graph(root).stages
-    except Exception as exc:  # noqa: BLE001 - a broken dvc.yaml is DVC's error to report, not ours
-        log.warning("could not read dvc.yaml for stage %s: %s", name, exc)
-        return None
+    for attempt in range(_READ_TRIES):
+        try:
+            stages = load_stage_graph(root).stages
+            break
+        except Exception as exc:  # noqa: BLE001 - a broken dvc.yaml is DVC's error to report, not ours
+            # DVC rewrites dvc.lock in place when a stage beside this one (`run --jobs N`) commits: a read
+            # in that instant fails validation. Seen in the smoke DAG at --jobs 2 (a registered model then
+            # lost its MLflow flavour); a moment later the file is whole again.
+            if attempt == _READ_TRIES - 1:
+                log.warning("could not read dvc.yaml for stage %s: %s", name, exc)
+                return None
+            time.sleep(_READ_PAUSE_S * (attempt + 1))
     # DVC names stages relative to the working directory ("dir/dvc.yaml:name" from elsewhere)
     return stages.get(name) or next((s for a, s in stages.items() if a.endswith(f"dvc.yaml:{name}")), None)
