@@ -27,7 +27,7 @@ from alignflow import interrupt, services
 from alignflow.dag_schedule import DagSchedule
 from alignflow.runtime import tracking
 from alignflow.runtime.errors import AlignflowError
-from alignflow.runtime.params import write_params
+from alignflow.runtime.params import load_params, write_params
 from alignflow.runtime.paths import repo_root
 from alignflow.runtime.stage_graph import load_stage_graph
 from alignflow.stage_process import available_cores, thread_share
@@ -190,8 +190,16 @@ def _plan(root: Path, stages: list[str] | None):
     # index the graph was read from and parse dvc.yaml and dvc.lock again)
     with Repo(str(root)) as repo, lock_repo(repo):
         graph = load_stage_graph(root, repo)
-        order = graph.order(stages)
+        order = graph.order(stages or graph.default_targets(_runs_ablations(root)))
         return graph, order, status_plan(root, graph, repo).stale(order)
+
+
+def _runs_ablations(root: Path) -> bool:
+    """params.yaml `run_ablations` (default true: a hand-written params.yaml runs the whole graph)."""
+    value = load_params(root).get("run_ablations", True)
+    if not isinstance(value, bool):
+        raise AlignflowError(f"{root / 'params.yaml'}: run_ablations must be true or false, got {value!r}")
+    return value
 
 
 class _Progress:

@@ -3,7 +3,9 @@
 Variants (`visual.ablations`): `no_text`, `no_caption` (drop a phase), `random`, `centroid` (equal-K
 selection baselines), `all_data` (every auxiliary pair). Each trains like `rovrm` from the visual
 policy and is scored on the same held-out visual pairs; metrics are prefixed by the variant. No
-model is kept or published: these answer "which part of RoVRM matters", `rovrm_compare` reads them.
+model is kept or published: these answer "which part of RoVRM matters". Each is then compared with
+RoVRM (`--rovrm`) on the same pairs, as a paired bootstrap difference with a `claims/` verdict. An
+ablation stage (dvc.yaml `meta.ablation`): smoke and study profiles, or on request.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl
 from pipelines.evaluation.plots import plot_grouped_bars
+from pipelines.evaluation.plots import write_csv
+from pipelines.visual.compare import ACCURACY_COLUMNS, REFERENCE, ablation_claims, accuracy_table
 from pipelines.visual.images import ImageStore
-from pipelines.visual.rm_eval import accuracy_key, evaluate_visual_rm
+from pipelines.visual.rm_eval import accuracy_key, evaluate_visual_rm, pair_credit, pairs_csv
 from pipelines.visual.rm_training import (
     MAIN_VARIANTS, POOL_FILES, VARIANTS, phases_needed, remove_checkpoints, train_visual_rm, variant_phases,
 )
@@ -54,10 +58,17 @@ def run(ctx: StageContext) -> None:
     plot_grouped_bars(variants, {"accuracy": [metrics[keys[v]] for v in variants],
                                  "CI low": [metrics[f"{keys[v]}_ci95_low"] for v in variants]},
                       out / "plots" / "ablations.png", "RoVRM ablations: held-out visual pairs", "accuracy")
+    sources = {REFERENCE: pairs_csv(ctx.input("rovrm") / "plots")}
+    sources.update({v: pairs_csv(out / "plots", f"{v}/") for v in variants})
+    acc_rows, acc_metrics = accuracy_table({name: pair_credit(path) for name, path in sources.items()},
+                                           int(p["eval"]["bootstrap"]), ctx.seed)
+    metrics.update(acc_metrics)
+    metrics.update(ablation_claims(acc_metrics, variants))
+    write_csv(acc_rows, out / "plots" / "accuracy.csv", ACCURACY_COLUMNS)
     ctx.write_metrics(out, metrics)
     remove_checkpoints(checkpoints)
 
 
 if __name__ == "__main__":
-    stage_main("rovrm_ablations", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "selections"),
+    stage_main("rovrm_ablations", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "selections", "rovrm"),
                outputs=("out",))

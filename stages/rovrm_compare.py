@@ -3,8 +3,9 @@
 Best-of-n: the visual policy samples `max(ns)` responses per held-out prompt (fresh scenes); each
 reward model picks its best among the first n; the gold oracle scores the pick's hallucination rate
 and recall (a random pick and the oracle's own pick bound the choosers). Accuracy: every trained
-visual RM (RoVRM, visual-only, each ablation) against RoVRM on the same held-out pairs, as a paired
-bootstrap difference. The `claims/` metrics say which of the paper's claims held in this run.
+visual RM (RoVRM, visual-only) against RoVRM on the same held-out pairs, as a paired
+bootstrap difference (the ablations are compared with RoVRM in `rovrm_ablations`, an ablation stage).
+The `claims/` metrics say which of the paper's claims held in this run.
 Components: `pipelines/visual/best_of_n.py`, `pipelines/visual/compare.py`.
 """
 from __future__ import annotations
@@ -24,11 +25,10 @@ from pipelines.visual.rm_eval import pair_credit, pairs_csv
 def run(ctx: StageContext) -> None:
     ctx.use_seed("visual_seed")
     block = ctx.block("visual")
-    b, ablations = block["best_of_n"], list(block["ablations"])
+    b = block["best_of_n"]
     n_boot = int(b["bootstrap"])
     models = {"rovrm": ctx.input("rovrm"), "visual_only": ctx.input("visual_only")}
     sources = {name: pairs_csv(folder / "plots") for name, folder in models.items()}
-    sources.update({v: pairs_csv(ctx.input("ablations") / "plots", f"{v}/") for v in ablations})
     acc_rows, metrics = accuracy_table({name: pair_credit(path) for name, path in sources.items()}, n_boot, ctx.seed)
 
     world, policy = ctx.input("world"), ctx.input("policy")
@@ -42,7 +42,7 @@ def run(ctx: StageContext) -> None:
     picks = {name: reward_picks(scorer, prompts, samples, ns) for name, scorer in scorers.items()}
     bon_rows, bon_metrics = best_of_n_table(prompts, samples, ns, picks, n_boot, ctx.seed)
     metrics.update(bon_metrics)
-    metrics.update(claims(metrics, ns[-1], ablations))
+    metrics.update(claims(metrics, ns[-1]))
     out = ctx.output("out")
     write_csv(acc_rows, out / "plots" / "accuracy.csv", ACCURACY_COLUMNS)
     write_csv(bon_rows, out / "plots" / "best_of_n.csv", BON_COLUMNS)
@@ -52,4 +52,4 @@ def run(ctx: StageContext) -> None:
 
 if __name__ == "__main__":
     stage_main("rovrm_compare", run, blocks=("visual",),
-               inputs=("world", "policy", "rovrm", "visual_only", "ablations"), outputs=("out",))
+               inputs=("world", "policy", "rovrm", "visual_only"), outputs=("out",))

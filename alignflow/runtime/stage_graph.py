@@ -54,6 +54,17 @@ class StageGraph:
         ordered = list(nx.lexicographical_topological_sort(self.graph.reverse(copy=True)))
         return [name for name in ordered if name in wanted]
 
+    def default_targets(self, run_ablations: bool) -> list[str] | None:
+        """What a run without `--stages` reproduces: every stage, or all but the ablation stages.
+
+        An ablation stage (`meta.ablation: true` in dvc.yaml) retrains a main model with one component
+        changed; the default profile leaves them to the smoke and study profiles (params `run_ablations`).
+        An ablation that a main stage consumes still runs, as that stage's upstream.
+        """
+        if run_ablations:
+            return None
+        return [name for name, info in self.stages.items() if (info.meta or {}).get("ablation") is not True]
+
     def upstream(self, name: str) -> list[str]:
         return [s for s in self.order([name]) if s != name]
 

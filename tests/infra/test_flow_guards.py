@@ -15,3 +15,16 @@ def test_a_served_deployment_refuses_another_root(tmp_path, monkeypatch):
     with pytest.raises(AlignflowError, match="refusing root="):
         alignflow_pipeline.fn(profile="smoke", root=str(other))
     assert not (other / "params.yaml").exists()
+
+
+def test_run_ablations_is_read_from_params_and_checked(tmp_path):
+    """Fails if a params.yaml without the key skipped the ablations, or a non-boolean value was taken."""
+    from flows.pipeline import _runs_ablations
+
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    assert _runs_ablations(tmp_path) is True
+    (tmp_path / "params.yaml").write_text("run_ablations: false\n")
+    assert _runs_ablations(tmp_path) is False
+    (tmp_path / "params.yaml").write_text("run_ablations: sometimes\n")
+    with pytest.raises(AlignflowError, match="params.yaml: run_ablations must be true or false"):
+        _runs_ablations(tmp_path)

@@ -55,3 +55,15 @@ def test_registered_stages_declare_their_model(graph):
     for name in ("base_lm", "sft", "gram_finetune@gram", "bt_rm"):
         reg = graph.stages[name].registry
         assert reg["metrics"].startswith(graph.stages[name].outs[0])
+
+
+def test_default_targets_leave_out_the_ablation_stages_only(graph):
+    """Fails if `run_ablations: false` dropped a main stage, kept an ablation, or dropped an ablation's upstream."""
+    ablations = {"gram_finetune@gram_nopre", "gram_finetune@gram_eps0", "gram_ablations", "st_train@st_nast_nopae",
+                 "st_train@st_nast_nocross", "st_train@st_nast_curriculum", "rovrm_ablations"}
+    assert {n for n, s in graph.stages.items() if s.meta.get("ablation") is True} == ablations
+    assert graph.default_targets(True) is None  # the whole graph
+    order = graph.order(graph.default_targets(False))
+    assert set(order) == set(graph.stages) - ablations
+    # no main stage reads an ablation's output, so leaving them out leaves every comparison runnable
+    assert not any(set(graph.downstream(a)) - ablations for a in ablations)
