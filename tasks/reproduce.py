@@ -6,7 +6,8 @@ so stages of independent branches can run at once. The stage's output goes line 
 log (the Prefect UI shows a failure's traceback) and to `reports/logs/<stage>.log`, which is logged as
 an artifact of the stage's MLflow run. The task learns from the run record whether the stage executed
 (rather than being up to date or restored from DVC's run-cache), then tags the run with the DVC md5s of
-its inputs and outputs and shows its metrics as a Prefect artifact. Whatever the stage's status, a stage
+its inputs and outputs and shows its metrics as a Prefect artifact (and each `comparison.md` it wrote as a
+markdown artifact with its MLflow run named). Whatever the stage's status, a stage
 with `meta.register` is reconciled with the registry (`registry.reconcile_stage`): publishing is part
 of the stage's success, so a publish failure fails the task, and the retry (the stage is then up to
 date) publishes from the committed outputs. A failed stage gets its previous outputs back.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from prefect.states import Failed
 
@@ -180,7 +181,42 @@ def reproduce_stage(root: str, info: StageInfo, parent_run_id: str | None, flow_
     rows = [{"metric": k, "value": v} for k, v in outcome["metrics"].items()]
     create_table_artifact(key=f"{artifact_key(info.name)}-metrics", table=rows or [{"metric": "-", "value": "-"}],
                           description=f"Stage `{info.name}` ({status}) metrics from its metrics.json")
+    if status == "executed":
+        publish_reports(root_path, info, run_id)
     return outcome
+
+
+def publish_reports(root: Path, info: StageInfo, run_id: str | None) -> list[str]:
+    """Each `comparison.md` in the stage's outputs as a Prefect markdown artifact; the keys created.
+
+    The page ends with where the same report lives in MLflow: a link when the tracking server is
+    HTTP, else the run id (a local store has no address a browser could follow).
+    """
+    keys = []
+    for out in info.outs:
+        for page in sorted((root / out).rglob("comparison.md")) if (root / out).is_dir() else []:
+            folder = page.parent.relative_to(root / out)
+            key = f"{artifact_key(info.name)}-{'report' if folder == Path('.') else artifact_key(folder.as_posix())}"
+            text = page.read_text(encoding="utf-8") + "\n" + _mlflow_run_line(run_id, page.relative_to(root).as_posix())
+            key = key.strip("-")[:100]
+            create_markdown_artifact(markdown=text, key=key,
+                                     description=f"`{page.relative_to(root).as_posix()}` of stage `{info.name}`")
+            keys.append(key)
+    return keys
+
+
+def _mlflow_run_line(run_id: str | None, path: str) -> str:
+    if not run_id:
+        return f"*`{path}`; no MLflow run recorded.*\n"
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        from mlflow import MlflowClient
+
+        experiment = MlflowClient().get_run(run_id).info.experiment_id
+        return f"*`{path}`: MLflow run [{run_id}]({uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}).*\n"
+    return f"*`{path}`: MLflow run `{run_id}` (`mlflow ui --backend-store-uri {uri}`).*\n"
 
 
 def finish_outcome(root: Path, info: StageInfo, status: str, seconds: float, run_id: str | None,

@@ -178,3 +178,22 @@ def test_an_interrupted_run_or_a_reported_bad_input_is_never_retried(monkeypatch
     assert _retry_unless_bad_input(None, None, _State(_dvc_failure(-15))) is True
     monkeypatch.setitem(interrupt._state, "signal", 15)
     assert _retry_unless_bad_input(None, None, _State(_dvc_failure(-15))) is False
+
+
+def test_each_comparison_page_becomes_a_markdown_artifact_naming_its_run(tmp_path, monkeypatch):
+    """Fails if a stage's comparison.md did not reach Prefect, two pages shared a key, or the run went unnamed."""
+    from alignflow.runtime.stage_graph import StageInfo
+    from tasks import reproduce as task_module
+
+    made = []
+    monkeypatch.setattr(task_module, "create_markdown_artifact", lambda **kwargs: made.append(kwargs))
+    (tmp_path / "models/cmp/sub").mkdir(parents=True)
+    (tmp_path / "models/cmp/comparison.md").write_text("| a | b |\n")
+    (tmp_path / "models/cmp/sub/comparison.md").write_text("# nested\n")
+    (tmp_path / "models/cmp/metrics.json").write_text("{}")
+    info = StageInfo(name="st_train@st_x", cmd="true", deps=(), outs=("models/cmp", "models/missing"), params=())
+    keys = task_module.publish_reports(tmp_path, info, "abc123")
+    assert keys == ["st-train-st-x-report", "st-train-st-x-sub"]
+    assert [m["key"] for m in made] == keys
+    assert made[0]["markdown"].startswith("| a | b |") and "MLflow run `abc123`" in made[0]["markdown"]
+    assert "models/cmp/sub/comparison.md" in made[1]["description"]
