@@ -104,6 +104,15 @@ def _cmd_status(args) -> int:
     return 1 if any(report.values()) and args.exit_code else 0
 
 
+def _cmd_report(args) -> int:
+    from alignflow.report import write_report
+
+    root = repo_root()
+    out = write_report(root, Path(args.out) if Path(args.out).is_absolute() else root / args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): open it in a browser, no server needed")
+    return 0
+
+
 def _cmd_lineage(args) -> int:
     from alignflow.runtime import tracking
     from alignflow.lineage import format_lineage, lineage
@@ -260,6 +269,15 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alignflow")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _default_jobs() -> int:
     from alignflow.stage_process import available_cores
 
@@ -268,6 +286,7 @@ def _default_jobs() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alignflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"alignflow {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="reproduce the pipeline through the Prefect flow")
@@ -285,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--exit-code", action="store_true", help="exit 1 when any stage is stale")
     status.set_defaults(func=_cmd_status)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page: stage graph, metrics, models, claims, figures")
+    rep.add_argument("--out", default="reports/report.html", help="where the page goes (default: %(default)s)")
+    rep.set_defaults(func=_cmd_report)
 
     lin = sub.add_parser("lineage", help="lineage of an output PATH or a registered NAME@ALIAS")
     lin.add_argument("target")
@@ -340,7 +363,7 @@ def use_workspace_code() -> None:
 
 
 # commands that read or write tracking / the Prefect API (`run` applies it itself, before its lock)
-_USE_SERVICES = ("lineage", "registry", "study", "serve")
+_USE_SERVICES = ("lineage", "registry", "study", "serve", "report")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,6 +113,7 @@ def _run_stages(root_path: Path, profile: str | None, stages: list[str] | None, 
         _run_stale(schedule, submit, progress)
         results = [progress.rows[n] for n in order]
         mlflow.set_tag("alignflow.executed", ",".join(r["stage"] for r in results if r["status"] == "executed"))
+        mlflow.log_dict(results, tracking.FLOW_STAGES_ARTIFACT)  # what `alignflow report` shows of the last run
         logger.info("stage summary\n%s", format_table(results))
         if interrupt.requested():
             raise RuntimeError(f"interrupted by signal {interrupt.requested()}")

@@ -20,6 +20,7 @@ RECORD_ENV = "ALIGNFLOW_RUN_RECORD"
 FLOW_RUN_ENV = "ALIGNFLOW_FLOW_RUN_ID"
 SYSTEM_METRICS_ENV = "ALIGNFLOW_SYSTEM_METRICS"
 DEFAULT_EXPERIMENT = "alignflow"
+FLOW_STAGES_ARTIFACT = "stages.json"  # on a flow's parent run: each stage's outcome (status, seconds, metrics)
 
 
 def tracking_uri(root: Path) -> str:

@@ -5,8 +5,10 @@ no-change rerun, a changed SFT param, a bad input, and lineage/registry queries 
 """
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+from html.parser import HTMLParser
 
 import pytest
 import yaml
@@ -81,6 +83,70 @@ def test_mlflow_parent_and_child_runs_carry_lineage_tags(project):
     assert {d.dataset.name for d in sft_run.inputs.dataset_inputs} >= {"sft_train", "sft_val", "eval_prompts"}
     assert "sft.train.lr" in sft_run.data.params
     assert experiment is not None
+
+
+class _Page(HTMLParser):
+    """Rows of each table (by id) as lists of cell texts, and every image's src."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self._table, self._row, self._cell = {}, [], None, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", ""), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "img":
+            self.images.append(attrs["src"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self._table.append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_report_page_holds_every_stage_claim_model_and_figure(project, tmp_path):
+    """Fails if `alignflow report` left out a stage, a study's claim, a registered model or a figure, or
+    wrote an image that is not an embedded PNG (the page must open with no server and no network)."""
+    from alignflow.study import load_spec
+
+    root, env, outcomes = project
+    page = tmp_path / "report.html"
+    proc = cli(root, env, "report", "--out", str(page))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parsed = _Page()
+    parsed.feed(page.read_text(encoding="utf-8"))
+    stages = parsed.tables["stage-table"][1:]
+    assert [row[0] for row in stages] == STAGES and {row[1] for row in stages} == {"fresh"}
+    assert next(r for r in stages if r[0] == "base_lm")[3] != "\u2013"  # its run's seconds are shown
+    expected = {(spec.name, c.name) for path in sorted((REPO / "studies").glob("*.yaml"))
+                for spec in [load_spec(path)] for c in spec.claims}
+    claims = parsed.tables["claims-table"][1:]
+    from alignflow.report import METHODS
+
+    assert {(next(k for k, v in METHODS.items() if v == r[0]), r[1]) for r in claims} == expected
+    assert len(claims) == len(expected) and all(r[5] for r in claims)
+    models = {row[0] for row in parsed.tables["model-table"][1:]}
+    assert models == set(PUBLISHED.values())
+    pngs = [base64.b64decode(src.split(",", 1)[1]) for src in parsed.images]
+    assert all(src.startswith("data:image/png;base64,") for src in parsed.images)
+    assert all(png.startswith(b"\x89PNG") for png in pngs)
+    on_disk = sum(1 for s in STAGES for out in GRAPH.stages[s].outs if (root / out).is_dir()
+                  for _ in (root / out).rglob("*.png"))
+    assert len(pngs) == on_disk + 1  # every stage figure, and the graph
 
 
 def test_registry_aliases_follow_the_gates(project):
