@@ -66,53 +66,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _describe_change(change: dict) -> list[str]:
-    parts = []
-    for kind, items in change.items():
-        if isinstance(items, dict):
-            parts.append(f"{kind}: " + ", ".join(f"{k} ({v})" for k, v in items.items()))
-        else:
-            parts.append(f"{kind}: {items}")
-    return parts
-
-
-def _cmd_status(args) -> int:
-    from alignflow.runtime.stage_graph import load_stage_graph
-    from alignflow.stale import status_plan
-
-    root = repo_root()
-    graph = load_stage_graph(root)
-    stale = status_plan(root, graph)
-    # A stage DVC runs on every repro (external_inputs) is not reported for a new fingerprint or param: what
-    # matters is whether a file it fingerprints changed, which is reported on the stage that reads it (and
-    # flows downstream from there); a change to its code or outputs is reported on it (alignflow/stale.py)
-    report = {}
-    for name in graph.order():
-        reasons = []
-        for change in stale.own.get(name, []):
-            reasons += _describe_change(change) if isinstance(change, dict) else [str(change)]
-        if stale.upstream.get(name):
-            reasons.append(f"upstream stale: {', '.join(stale.upstream[name])}")
-        report[name] = reasons
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    for name, reasons in report.items():
-        print(f"{name:<18} {'stale' if reasons else 'up to date'}")
-        for reason in reasons:
-            print(f"{'':<20}{reason}")
-    return 1 if any(report.values()) and args.exit_code else 0
-
-
-def _cmd_report(args) -> int:
-    from alignflow.report import write_report
-
-    root = repo_root()
-    out = write_report(root, Path(args.out) if Path(args.out).is_absolute() else root / args.out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): open it in a browser, no server needed")
-    return 0
-
-
 def _cmd_lineage(args) -> int:
     from alignflow.runtime import tracking
     from alignflow.lineage import format_lineage, lineage
@@ -303,12 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="stale stages and why")
     status.add_argument("--json", action="store_true")
     status.add_argument("--exit-code", action="store_true", help="exit 1 when any stage is stale")
-    status.set_defaults(func=_cmd_status)
+    from alignflow.status_cli import cmd_status
 
-    rep = sub.add_parser("report", help="one self-contained HTML page: stage graph, metrics, models, claims, figures")
-    rep.add_argument("--out", default="reports/report.html", help="where the page goes (default: %(default)s)")
-    rep.set_defaults(func=_cmd_report)
+    status.set_defaults(func=cmd_status)
 
+    from alignflow.report_cli import add_report_parser
+
+    add_report_parser(sub)
     lin = sub.add_parser("lineage", help="lineage of an output PATH or a registered NAME@ALIAS")
     lin.add_argument("target")
     lin.add_argument("--json", action="store_true")
