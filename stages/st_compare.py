@@ -3,7 +3,8 @@
 Speed (`pipelines.speech.comparison`): the trained models decode the first `st.compare.n_utterances`
 tst-COMMON utterances at each batch size, in one process with `st.compare.threads` torch threads;
 each number is the median of `repeats` full passes after `warmup` passes. BLEU comes from the two
-training stages' metrics (same test set, same sacreBLEU signature).
+training stages' metrics (same test set, same sacreBLEU signature); their difference is tested with
+sacreBLEU's paired approximate randomization on the stages' hypotheses (`st.compare.paired_trials`).
 
 Speed is a fact about the machine, not about the models: the tracked output (BLEU table, plot and
 metrics) stays identical across machines, while the speed table (`speed.md`), `speed.csv`,
@@ -20,7 +21,10 @@ from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.threads import capped_threads
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
-from pipelines.speech.comparison import METHODS, bleu_markdown, bleu_table, measure_speed, speed_markdown
+from pipelines.data.jsonl import read_jsonl
+from pipelines.speech.comparison import (
+    METHODS, bleu_markdown, bleu_table, measure_speed, paired_bleu_test, speed_markdown,
+)
 from pipelines.speech.models import load_model
 from pipelines.speech.store import all_features
 from stages.speech_common import relative
@@ -51,6 +55,8 @@ def run(ctx: StageContext) -> None:
     rows, speed, settings = measure_speed(nast, ar, feats, batch_sizes, beam_size=beam, threads=threads,
                                           warmup=int(p["warmup"]), repeats=int(p["repeats"]))
     table = bleu_table({"nast": nast_m, "ar": ar_m})
+    paired = paired_bleu_test(read_jsonl(ctx.input("nast") / "hyps.jsonl"), read_jsonl(ctx.input("ar") / "hyps.jsonl"),
+                              int(p["paired_trials"]))
 
     out = ctx.output("out")
     machine = ctx.machine_dir()
@@ -71,8 +77,8 @@ def run(ctx: StageContext) -> None:
               out / "plots" / "bleu.csv", ["model", "bleu", "ci_low", "ci_high"])
     plot_grouped_bars(list(table), {"BLEU": [b for b, _ in table.values()]}, out / "plots" / "bleu.png",
                       "tst-COMMON BLEU (sacreBLEU)", "BLEU")
-    write_text_atomic(out / "comparison.md", bleu_markdown(nast_m, ar_m, beam))
-    ctx.write_metrics(out, {**{f"bleu/{k}": b for k, (b, _) in table.items()},
+    write_text_atomic(out / "comparison.md", bleu_markdown(nast_m, ar_m, beam, paired))
+    ctx.write_metrics(out, {**{f"bleu/{k}": b for k, (b, _) in table.items()}, **paired,
                             "bleu_signature": nast_m.get("bleu_signature")})
     ctx.log_artifacts_on_success(relative(ctx.root, ctx.output_path("out")), "comparison")
 

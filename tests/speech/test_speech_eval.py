@@ -96,3 +96,19 @@ def test_measure_decoding_gives_positive_times():
     speed = ev.speedups(rows, "nast_greedy")
     assert set(speed) == {"ar_greedy@b1", "ar_beam@b1", "ar_greedy@b3", "ar_beam@b3"}
     assert all(v > 0 for v in speed.values())
+
+
+def test_paired_bleu_test_separates_a_better_system_from_noise():
+    """Fails if the NAST-vs-AR test stopped pairing sentences (same systems must give p near 1) or lost its power."""
+    from pipelines.speech.comparison import paired_bleu_test
+
+    refs = REFS * 8
+    rows = lambda hyps: [{"id": f"s{i}", "ref": r, "greedy": h, "beam": h} for i, (r, h) in enumerate(zip(refs, hyps))]
+    worse = [" ".join(h.split()[:2]) for h in HYPS]
+    # equal quality, different sentences: each system is better on half of the corpus
+    mixed = paired_bleu_test(rows(HYPS * 4 + worse * 4), rows(worse * 4 + HYPS * 4), trials=200)
+    assert mixed["paired/nast_minus_ar_greedy"] == 0.0 and mixed["paired/nast_vs_ar_greedy_p_value"] > 0.5
+    better = paired_bleu_test(rows(HYPS * 8), rows(worse * 8), trials=200)
+    assert better["paired/nast_minus_ar_beam"] > 20 and better["paired/nast_vs_ar_beam_p_value"] < 0.05
+    with pytest.raises(ValueError, match="different test sentences"):
+        paired_bleu_test(rows(HYPS * 8), rows(HYPS * 8)[1:], trials=10)

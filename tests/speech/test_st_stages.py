@@ -144,6 +144,8 @@ def test_compare(pipeline):
     assert set(k for k in m if k.startswith("bleu/")) == {"bleu/nast", "bleu/ar_greedy", "bleu/ar_beam"}
     assert facts["timing"]["threads"] == 1 and facts["timing"]["utterances"] == 4
     assert (out / "comparison.md").read_text().startswith("# NAST vs autoregressive")
+    assert m["paired/nast_minus_ar_beam"] == pytest.approx(m["bleu/nast"] - m["bleu/ar_beam"], abs=0.02)
+    assert 0.0 <= m["paired/nast_vs_ar_greedy_p_value"] <= 1.0 and "paired approximate" in (out / "comparison.md").read_text()
     assert "ms / utterance" not in (out / "comparison.md").read_text()
     assert (machine / "speed.png").stat().st_size > 0 and (machine / "speed.md").is_file()
     assert not (out / "plots/speed.png").exists()
