@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     from alignflow.lisa_cli import add_lisa_parser
 
     add_lisa_parser(sub)
+    from alignflow.lrhp_cli import add_lrhp_parser
+
+    add_lrhp_parser(sub)
     from alignflow.services_cli import add_services_parser
 
     add_services_parser(sub)

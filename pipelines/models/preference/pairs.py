@@ -4,6 +4,7 @@ Kind of preference (``kind_column``):
 - ``"world"``: the simulated world's ``family`` plus the named error type of the rejected response
   (``rejected_error_type``), e.g. ``arithmetic/wrong_answer``: what the label penalises, in which task.
 - any other value: that field of each record (real data: a subset name, a source column).
+- ``None``: no kind (the CLI embedding a file that has none); each record's ``kind`` is then None.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def kind_of(record: dict, kind_column: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def read_pairs(path: str | os.PathLike, kind_column: str, need_gold: bool = False) -> list[dict]:
+def read_pairs(path: str | os.PathLike, kind_column: str | None, need_gold: bool = False) -> list[dict]:
     """Records with a ``kind`` field; a bad record raises ``FILE: line N: problem`` (a ValueError)."""
     out = []
     for line_no, rec in iter_jsonl(path):
@@ -34,8 +35,8 @@ def read_pairs(path: str | os.PathLike, kind_column: str, need_gold: bool = Fals
                 raise JsonlError(path, line_no, f"field '{key}' missing or not a string")
         if rec["chosen"] == rec["rejected"]:
             raise JsonlError(path, line_no, "fields 'chosen' and 'rejected' are identical")
-        kind = kind_of(rec, kind_column)
-        if kind is None:
+        kind = None if kind_column is None else kind_of(rec, kind_column)
+        if kind is None and kind_column is not None:
             what = "'family' and 'rejected_error_type'" if kind_column == WORLD_KINDS else f"'{kind_column}'"
             raise JsonlError(path, line_no, f"kind of preference: field {what} missing or not a string "
                                             f"(lrhp.kind_column = {kind_column!r})")
