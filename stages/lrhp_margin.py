@@ -4,14 +4,17 @@ A ridge head on the training pairs' vectors predicts gold(chosen) - gold(rejecte
 Spearman and MAE against the baselines (BT score gap, GRAM log-odds, length ratio, constant; each
 mapped to the margin scale by a line fitted on the first `n_fit` training pairs). Then the margin-
 aware BT loss -log sigmoid(r_w - r_l - scale * m), with m the head's out-of-fold prediction for each
-training pair, against the plain BT loss at equal steps (gold-order accuracy on held-out pairs). Data
-without gold margins (real preference files) skip the stage's measurements and say so in metrics.
+training pair, against the plain BT loss at equal steps (gold-order accuracy on held-out pairs). Every
+training pair's out-of-fold predicted margin goes to `margins.jsonl` (id, predicted_margin), which the
+`dpo_margin` stage weights DPO with. Data without gold margins (real preference files) skip the stage's
+measurements and say so in metrics.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from alignflow.runtime.stage import StageContext, stage_main
+from pipelines.data.jsonl import write_jsonl_atomic
 from pipelines.evaluation.bootstrap import bootstrap_mean_ci, paired_difference_ci
 from pipelines.evaluation.plots import write_csv
 from pipelines.lrhp.margin import (cross_fitted, length_ratio, line_fit, ridge_fit, ridge_predict, spearman,
@@ -90,6 +93,10 @@ def run(ctx: StageContext) -> None:
     y_pool = np.array([gold_margin(r) for r in pool])
     y_test = np.array([gold_margin(r) for r in test])
     preds = {"lrhp": ridge_predict(ridge_fit(z_pool, y_pool, float(p["alpha"])), z_test)}
+    # out of fold: no pair's own gold margin predicts it (2 folds, as for the margin-aware BT)
+    write_jsonl_atomic([{"id": str(r.get("id", i)), "predicted_margin": round(float(m), 6)}
+                        for i, (r, m) in enumerate(zip(pool, cross_fitted(z_pool, y_pool, float(p["alpha"]))))],
+                       out / "margins.jsonl")
     n_fit = min(int(p["n_fit"]), len(pool))
     preds.update(_baselines(ctx, p, pool[:n_fit], test, y_pool[:n_fit]))
     metrics: dict = {"margin/n_test": n_test, "margin/n_train": len(pool), "margin/n_fit_baselines": n_fit}

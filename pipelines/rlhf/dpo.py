@@ -5,6 +5,12 @@ sequence log-probabilities summed over response tokens. The frozen reference's l
 computed once before training and stored with each example, so training runs one model only.
 Sequences are ``bos + format_prompt(prompt)`` then ``" " + response + eos``, the same text the
 policy samples; the prompt is cut from the left and the response from the right to ``max_length``.
+
+Margin-weighted DPO (LRHP, issue 14): each pair's loss is weighted by how strongly its label is
+predicted to be right, ``w = max(m, 0) / mean(max(m, 0))`` for predicted gold margins ``m``
+(`margin_weights`): a pair predicted to be flipped (m <= 0) stops counting, a clear one counts more,
+and the weights average 1 so the learning rate means the same as in plain DPO. Our design; the
+paper's weighting is not known here.
 """
 from __future__ import annotations
 
@@ -47,6 +53,13 @@ def dpo_examples(records: Iterable[dict], tokenizer, max_length: int) -> list[di
     return out
 
 
+def margin_weights(margins: Sequence[float]) -> list[float]:
+    """Per-pair DPO weights from predicted margins: the positive part, scaled to mean 1 (all 1 if none is > 0)."""
+    pos = [max(float(m), 0.0) for m in margins]
+    mean = sum(pos) / len(pos) if pos else 0.0
+    return [p / mean for p in pos] if mean > 0 else [1.0] * len(pos)
+
+
 def _pad(seqs: Sequence[torch.Tensor], starts: Sequence[int], pad_id: int):
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -68,6 +81,8 @@ def collate_dpo(batch: Sequence[dict], pad_id: int) -> dict:
     if "ref_chosen_logp" in batch[0]:
         out["ref_logp"] = torch.tensor([ex["ref_chosen_logp"] for ex in batch] +
                                        [ex["ref_rejected_logp"] for ex in batch], dtype=torch.float32)
+    if "weight" in batch[0]:
+        out["weight"] = torch.tensor([float(ex["weight"]) for ex in batch], dtype=torch.float32)
     return out
 
 
@@ -93,14 +108,18 @@ def add_reference_logprobs(ref_model, examples: list[dict], pad_id: int, batch_s
 
 
 def dpo_loss(model, batch: dict, beta: float):
-    """DPO loss with implicit-reward diagnostics (accuracy, margin, chosen and rejected rewards)."""
+    """DPO loss with implicit-reward diagnostics (accuracy, margin, chosen and rejected rewards).
+
+    With ``batch["weight"]`` (margin-weighted DPO) each pair's term is multiplied by its weight.
+    """
     if "ref_logp" not in batch:
         raise ValueError("DPO batches need reference log-probs: call add_reference_logprobs first")
     logp = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
     n = logp.shape[0] // 2
     implicit = beta * (logp - batch["ref_logp"])
     margin = implicit[:n] - implicit[n:]
-    loss = -F.logsigmoid(margin).mean()
+    per_pair = -F.logsigmoid(margin)
+    loss = (per_pair * batch["weight"]).mean() if "weight" in batch else per_pair.mean()
     return loss, {"loss": float(loss.detach()), "acc": float((margin > 0).float().mean()),
                   "margin": float(margin.mean()), "reward_chosen": float(implicit[:n].mean()),
                   "reward_rejected": float(implicit[n:].mean())}

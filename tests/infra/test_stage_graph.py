@@ -32,7 +32,7 @@ def test_producers_consumers_and_downstream(graph):
     assert graph.producer_of("README.md") is None
     assert "sft" in graph.consumers_of("data/world/sft_train.jsonl")
     assert set(graph.downstream("sft")) == {"sft_samples", "rm_compare", "ppo@ppo_gram", "ppo@ppo_bt", "dpo", "best_of_n",
-                                            "rlhf_compare", "lisa"}
+                                            "rlhf_compare", "lisa", "dpo_margin"}
     assert {"sft", "gram_pretrain", "gram_finetune@gram", "bt_rm", "gram_adapt"} <= set(graph.downstream("base_lm"))
     speech = {"speech_corpus", "speech_vocab", "speech_features", "st_train@st_nast", "st_train@st_ar", "st_train@st_nast_nopae",
               "st_train@st_nast_nocross", "st_train@st_nast_curriculum", "st_compare"}
@@ -59,7 +59,7 @@ def test_registered_stages_declare_their_model(graph):
 
 def test_default_targets_leave_out_the_ablation_stages_only(graph):
     """Fails if `run_ablations: false` dropped a main stage, kept an ablation, or dropped an ablation's upstream."""
-    ablations = {"gram_finetune@gram_nopre", "gram_finetune@gram_eps0", "gram_ablations", "st_train@st_nast_nopae",
+    ablations = {"gram_finetune@gram_nopre", "gram_finetune@gram_eps0", "gram_ablations", "dpo_margin", "st_train@st_nast_nopae",
                  "st_train@st_nast_nocross", "st_train@st_nast_curriculum", "rovrm_ablations"}
     assert {n for n, s in graph.stages.items() if s.meta.get("ablation") is True} == ablations
     assert graph.default_targets(True) is None  # the whole graph

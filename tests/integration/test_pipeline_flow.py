@@ -53,6 +53,9 @@ def test_first_run_executes_every_stage_and_prints_metrics(project):
     for policy in ("ppo_gram", "ppo_bt", "dpo"):
         m = json.loads((root / f"models/{policy}/metrics.json").read_text())
         assert {"gold", "gold_gain_vs_sft_ci95_low", "proxy/gram", "proxy/bt", "kl", "win_rate_vs_sft"} <= set(m)
+    weighted = json.loads((root / "models/dpo_margin/metrics.json").read_text())
+    assert weighted["margin_weighted"] is True and 0.0 <= weighted["weight_zero_share"] < 1.0
+    assert weighted["gold_minus_plain_dpo_ci95_low"] <= weighted["gold_minus_plain_dpo"] <= weighted["gold_minus_plain_dpo_ci95_high"]
     curve = (root / "models/ppo_gram/plots/overopt.csv").read_text().splitlines()
     assert curve[0] == "step,gold,proxy,kl,sqrt_kl" and len(curve) >= 3  # before, during and after training
     assert (root / "models/rlhf_compare/plots/overoptimisation.png").stat().st_size > 10_000
@@ -189,7 +192,7 @@ def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     affected = {"sft", *GRAPH.downstream("sft")}
     assert affected == {"sft", "sft_samples", "rm_compare", "ppo@ppo_gram", "ppo@ppo_bt", "dpo", "best_of_n", "rlhf_compare",
-                        "lisa"}
+                        "lisa", "dpo_margin"}
     status = json.loads(cli(root, env, "status", "--json").stdout)
     assert {s for s in STAGES if status[s]} == affected
     assert any("sft.train.max_steps" in reason or "sft" in reason for reason in status["sft"])

@@ -91,6 +91,11 @@ def test_lrhp_margin_scores_head_and_every_baseline(workspace):
         assert -1.0 <= m[f"margin/{name}/spearman"] <= 1.0 and m[f"margin/{name}/mae"] >= 0
     assert m["margin/constant/spearman"] == 0.0
     assert "margin_bt/margin_minus_plain" in m and m["margin/n_test"] == 40
+    # every training pair's out-of-fold margin, in pool order, for the margin-weighted DPO stage
+    pool = [json.loads(line) for line in (root / "data/prefs/train.jsonl").read_text().splitlines()]
+    margins = [json.loads(line) for line in (root / "models/lrhp_margin/margins.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in margins] == [str(r.get("id", i)) for i, r in enumerate(pool)]
+    assert all(isinstance(r["predicted_margin"], float) for r in margins)
 
 
 def test_bad_pool_line_and_bad_target_fail_clearly(workspace, tmp_path):

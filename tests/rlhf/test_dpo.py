@@ -114,3 +114,33 @@ def test_dpo_loss_formula_on_fixed_log_probabilities(monkeypatch):
     assert stats["margin"] == pytest.approx((0.45 - 0.3) / 2, abs=1e-6) and stats["acc"] == 0.5
     assert stats["reward_chosen"] == pytest.approx(0.3 * (0.5 - 0.5) / 2, abs=1e-6)
     assert stats["reward_rejected"] == pytest.approx(0.3 * (-1.0 + 0.5) / 2, abs=1e-6)
+
+
+def test_margin_weights_drop_predicted_flips_and_average_one():
+    """Fails if a pair predicted to be mislabelled (margin <= 0) still counts, or the weights stop averaging 1."""
+    from pipelines.rlhf.dpo import margin_weights
+
+    assert margin_weights([0.5, -0.2, 1.5, 0.0]) == pytest.approx([1.0, 0.0, 3.0, 0.0])
+    assert margin_weights([-1.0, -2.0]) == [1.0, 1.0]  # nothing to go by: plain DPO
+
+
+def test_weighted_dpo_loss_by_hand(monkeypatch):
+    """Same numbers as above with weights 2 and 0: only pair 1 counts, twice, over the batch of two."""
+    import pipelines.rlhf.dpo as dpo
+
+    monkeypatch.setattr(dpo, "sequence_logprobs", lambda *a: torch.tensor([-3.0, -5.5, -4.0, -2.5]))
+    batch = {"input_ids": None, "attention_mask": None, "response_mask": None,
+             "ref_logp": torch.tensor([-3.5, -5.0, -3.0, -3.0]), "weight": torch.tensor([2.0, 0.0])}
+    loss, _ = dpo.dpo_loss(None, batch, beta=0.3)
+    assert float(loss) == pytest.approx(2 * math.log1p(math.exp(-0.45)) / 2, abs=1e-6)
+    batch["weight"] = torch.ones(2)
+    assert float(dpo.dpo_loss(None, batch, beta=0.3)[0]) == pytest.approx(
+        (math.log1p(math.exp(-0.45)) + math.log1p(math.exp(0.3))) / 2, abs=1e-6)
+
+
+def test_collate_carries_weights_only_when_given(tokenizer):
+    examples = dpo_examples(RECORDS[:2], tokenizer, 32)
+    assert "weight" not in collate_dpo(examples, tokenizer.pad_token_id)
+    for ex, w in zip(examples, (0.5, 1.5)):
+        ex["weight"] = w
+    assert collate_dpo(examples, tokenizer.pad_token_id)["weight"].tolist() == [0.5, 1.5]
