@@ -1,4 +1,5 @@
-# One venv, torch first (the CPU wheel on disk), then the project pinned by requirements.lock.
+# One venv, torch first (the CPU wheel on disk), then the project with its deepspeed and test extras,
+# pinned by requirements.lock (pyproject.toml holds the compatible ranges).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c requirements.lock -e .
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[deepspeed,test]'
 	touch $(STAMP)
 
 run: setup

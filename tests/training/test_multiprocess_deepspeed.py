@@ -22,7 +22,9 @@ from tests.project import REPO
 from tests.training.ranked_loop_worker import BACKENDS, SEED, N, backend_steps, config
 from tests.training.ranked_stage import token_mean_loss, toy_data, toy_model
 
-pytestmark = pytest.mark.slow
+from tests.training.deepspeed_extra import requires_deepspeed
+
+pytestmark = [pytest.mark.slow, requires_deepspeed]
 TOL = 1e-5
 ZEROS = (0, 2)
 

@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from tests.project import REPO
+from tests.training.deepspeed_extra import requires_deepspeed
 
 pytestmark = pytest.mark.slow
 TOL = 1e-5
@@ -124,6 +125,7 @@ def test_two_ranks_equal_one_process_at_twice_the_batch_and_resume_exactly(tmp_p
     assert all(torch.equal(w3[k], w2[k]) for k in w2)
 
 
+@requires_deepspeed
 def test_deepspeed_zero2_stage_on_two_ranks_equals_one_process(tmp_path):
     """The same comparison through the DeepSpeed engine (ZeRO 2, each rank holding half the optimizer
     state). Fails if the engine is not given the loop's token-weighted loss, if its reduction is
