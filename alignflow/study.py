@@ -52,6 +52,15 @@ def _side(raw, where: str) -> tuple[str, str]:
     return str(raw["model"]), str(raw["metric"])
 
 
+def _effect(raw: dict, where: str) -> float | None:
+    value = raw.get("effect")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value == 0:
+        raise ParamsError(f"{where}.effect: a non-zero number (the difference worth detecting), got {value!r}")
+    return float(value)
+
+
 def load_spec(path: Path) -> StudySpec:
     """Read and check a study file; every problem names the file and the key."""
     if not path.is_file():
@@ -78,7 +87,7 @@ def load_spec(path: Path) -> StudySpec:
         where = f"{path}: claims[{i}]"
         claim = Claim(name=str(raw.get("name", f"claim {i}")), better=_side(raw.get("better"), f"{where}.better"),
                       worse=_side(raw.get("worse"), f"{where}.worse"),
-                      lower_is_better=bool(raw.get("lower_is_better", False)))
+                      lower_is_better=bool(raw.get("lower_is_better", False)), effect=_effect(raw, where))
         for label, _ in (claim.better, claim.worse):
             if label not in models:
                 raise ParamsError(f"{where}: model '{label}' is not in 'models'")

@@ -4,7 +4,9 @@ Seeds are the unit of replication. Rows are plain dicts, one per finished grid c
 grid values and `"<model>|<metric>"` results; `group_keys` are the grid keys other than the seed. For
 every setting of those keys, each model metric gets its mean and 95% t-interval across seeds, and each
 claim gets the interval of its per-seed differences: it is called reproduced only when the whole
-interval is on its side. Running the cells and reading/writing files is the caller's business
+interval is on its side. With a claim's `effect` (the paper's effect size, or the smallest effect worth
+reporting) the report also says how many seeds a paired t-test needs to detect it with 80% power at the
+spread these seeds showed (`seeds_needed`). Running the cells and reading/writing files is the caller's business
 (`alignflow/study.py`); everything here takes and returns plain values.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Claim:
     better: tuple[str, str]  # (model label, metric)
     worse: tuple[str, str]
     lower_is_better: bool = False
+    effect: float | None = None  # the difference worth detecting, in the metric's units (for `seeds_needed`)
 
 
 def group_keys(grid: Mapping[str, list], seed_key: str) -> list[str]:
@@ -69,6 +72,24 @@ def summarise(rows: list[dict], keys: Sequence[str], models: Sequence[str], metr
     return out
 
 
+def seeds_needed(sd: float, effect: float, power: float = 0.8, alpha: float = 0.05, most: int = 1000) -> int | None:
+    """Seeds a two-sided paired t-test needs to detect a mean difference `effect` with `power`, given the
+    per-seed spread `sd` (noncentral t). None when `most` seeds would not do or the spread is unknown
+    (one seed); 2 when the seeds did not differ at all."""
+    if not effect or math.isnan(sd):
+        return None
+    if sd == 0:
+        return 2
+    from scipy.stats import nct, t
+
+    for n in range(2, most + 1):
+        crit = t.ppf(1 - alpha / 2, n - 1)
+        shift = abs(effect) / (sd / math.sqrt(n))
+        if nct.sf(crit, n - 1, shift) + nct.cdf(-crit, n - 1, shift) >= power:
+            return n
+    return None
+
+
 def verdict(low: float, high: float) -> str:
     """A claim's verdict from the interval of its (oriented) per-seed differences."""
     if math.isnan(low):
@@ -93,8 +114,11 @@ def judge_claims(rows: list[dict], keys: Sequence[str], claims: Sequence[Claim])
             if not diffs:
                 continue
             mean, low, high = t_interval(diffs)
+            sd = stdev(diffs) if len(diffs) > 1 else math.nan
             out.append({"claim": claim.name, **dict(zip(keys, group)), "difference": mean,
-                        "ci_low": low, "ci_high": high, "n_seeds": len(diffs), "verdict": verdict(low, high)})
+                        "ci_low": low, "ci_high": high, "n_seeds": len(diffs), "verdict": verdict(low, high),
+                        "sd": sd, "effect": claim.effect,
+                        "seeds_needed": seeds_needed(sd, claim.effect) if claim.effect else None})
     return out
 
 
@@ -109,11 +133,18 @@ def claims_markdown(name: str, description: str, grid: Mapping[str, list], seed_
     lines = [f"# Study `{name}`", "", description.strip(), "",
              f"Grid: {', '.join(f'{k} in {v}' for k, v in grid.items())}; seeds are `{seed_key}`. "
              "Intervals are 95% t-intervals across seeds.", "", "## Claims", "",
-             "| claim | " + " | ".join(keys) + " | difference | 95% CI | seeds | verdict |",
-             "|---|" + "---|" * (len(keys) + 4)]
+             "| claim | " + " | ".join(keys) + " | difference | 95% CI | seeds | verdict | seeds for 80% power at the effect |",
+             "|---|" + "---|" * (len(keys) + 5)]
     for c in claims:
+        if not c.get("effect"):
+            power = "n/a"
+        elif math.isnan(c.get("sd", math.nan)):
+            power = "n/a (one seed: no spread)"
+        else:
+            power = f"{c['seeds_needed'] or '> 1000'} (effect {c['effect']:g}, sd {_fmt(c['sd'])})"
         lines.append(f"| {c['claim']} | " + " | ".join(str(c[k]) for k in keys) +
-                     f" | {_fmt(c['difference'])} | [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {c['n_seeds']} | {c['verdict']} |")
+                     f" | {_fmt(c['difference'])} | [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {c['n_seeds']} | "
+                     f"{c['verdict']} | {power} |")
     lines += ["", "## Metrics", "", "| model | metric | " + " | ".join(keys) + " | mean | 95% CI | seeds |",
               "|---|---|" + "---|" * (len(keys) + 3)]
     for s in summary:

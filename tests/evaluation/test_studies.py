@@ -52,3 +52,22 @@ def test_summary_skips_missing_values_and_the_report_lists_every_row():
     claims = judge_claims(rows, ["size"], [Claim("A wins", ("A", "acc"), ("B", "acc"))])
     text = claims_markdown("toy", "A toy.", GRID, "seed", summary, claims)
     assert "| A wins | 1000 | 0.250 |" in text and "| A | acc | 1000 | 0.700 |" in text and "| B | acc | 1000 |" in text
+
+
+def test_seeds_needed_matches_paired_t_test_power_tables():
+    """Breaks if the power calculation used a normal approximation or forgot the noncentrality (d = 1 -> 10 pairs,
+    d = 0.5 -> 34, the textbook values for 80% power at alpha 0.05, two-sided)."""
+    from pipelines.evaluation.studies import seeds_needed
+
+    assert seeds_needed(0.1, 0.1) == 10 and seeds_needed(0.1, 0.05) == 34
+    assert seeds_needed(0.0, 0.1) == 2 and seeds_needed(math.nan, 0.1) is None
+    assert seeds_needed(1.0, 0.001, most=50) is None  # would need more than `most`
+
+
+def test_claims_with_an_effect_report_seeds_needed_in_the_table():
+    rows = _rows({1000: [0.00, 0.10, 0.20], 250: [0.1, 0.1, 0.1]})
+    judged = judge_claims(rows, ["size"], [Claim("A wins", ("A", "acc"), ("B", "acc"), effect=0.1)])
+    by_size = {c["size"]: c for c in judged}
+    assert math.isclose(by_size[1000]["sd"], 0.1) and by_size[1000]["seeds_needed"] == 10
+    table = claims_markdown("s", "d", GRID, "seed", [], judged)
+    assert "10 (effect 0.1, sd 0.100)" in table
