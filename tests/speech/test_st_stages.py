@@ -29,7 +29,8 @@ PARAMS = {
                   "bucket_size": 8, "train": TRAIN},
            "eval": {"batch_size": 8, "beam_size": 2, "bootstrap": 50},
            "gate": {"min_bleu": 1.0},
-           "compare": {"threads": 1, "batch_sizes": [1, 4], "n_utterances": 4, "warmup": 0, "repeats": 1}},
+           "compare": {"threads": 1, "batch_sizes": [1, 4], "n_utterances": 4, "warmup": 0, "repeats": 1,
+                       "paired_trials": 100}},
 }
 
 
