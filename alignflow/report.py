@@ -63,12 +63,30 @@ def stage_rows(root: Path, graph: StageGraph) -> list[StageRow]:
             last.setdefault(row["stage"], row["status"])
             if row["status"] == "executed":
                 executed.setdefault(row["stage"], float(row["seconds"]))
+    if not executed:  # flow runs from before `stages.json` was logged: each stage run's own duration
+        executed = _stage_run_seconds(root)
     rows = []
     for name in graph.order():
         status = "never run" if name not in lock else ("stale" if plan.is_stale(name) else "fresh")
         rows.append(StageRow(name, status, last.get(name, ""), executed.get(name),
                              headline(root, graph.stages[name]) if name in lock else {}))
     return rows
+
+
+def _stage_run_seconds(root: Path) -> dict[str, float]:
+    """Seconds of each stage's newest MLflow run (its own start to end: no DVC or process start-up)."""
+    import mlflow
+
+    from alignflow.runtime import tracking
+
+    experiment = tracking.configure(root)
+    runs = mlflow.MlflowClient().search_runs([experiment], "tags.`alignflow.stage` != ''",
+                                             order_by=["attributes.start_time DESC"], max_results=5000)
+    seconds: dict[str, float] = {}
+    for run in runs:
+        if run.data.tags.get("alignflow.kind") != "reconcile" and run.info.end_time:
+            seconds.setdefault(run.data.tags["alignflow.stage"], (run.info.end_time - run.info.start_time) / 1000)
+    return seconds
 
 
 def flow_history(root: Path, limit: int = 100) -> list[list[dict]]:
@@ -139,10 +157,12 @@ def _metric(files: dict[str, Path], label: str, metric: str) -> float | None:
 
 
 def stage_images(root: Path, graph: StageGraph) -> dict[str, list[Path]]:
-    """Each stage's PNG figures (its output folders' plots), in execution order."""
+    """Each stage's PNG figures (under a `plots/` folder of its outputs, so not data such as rendered
+    scenes), in execution order."""
     found = {}
     for name in graph.order():
-        pngs = [p for out in graph.stages[name].outs if (root / out).is_dir() for p in sorted((root / out).rglob("*.png"))]
+        pngs = [p for out in graph.stages[name].outs if (root / out).is_dir() for p in sorted((root / out).rglob("*.png"))
+                if "plots" in p.relative_to(root / out).parts]
         if pngs:
             found[name] = pngs
     return found
