@@ -7,24 +7,14 @@ and one metrics file; `studies/gram.yaml` turns the same numbers over seeds into
 """
 from __future__ import annotations
 
-import json
-
-from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.atomic import write_text_atomic
 from pipelines.evaluation.reward_report import comparison_table, harness_metrics
-from stages.reward_common import add_named_paths, named_paths, relative
+from stages.reward_common import add_named_paths, listed_model_metrics, relative
 
 
 def run(ctx: StageContext) -> None:
-    p = ctx.block("gram_ablations")
-    metric_files = named_paths(ctx, "metrics")
-    missing = [m["name"] for m in p["models"] if m["name"] not in metric_files]
-    if missing:
-        raise ParamsError(f"params.yaml: gram_ablations.models names {', '.join(missing)}, "
-                          f"but dvc.yaml passes no --metrics NAME=PATH for it")
-    labels = {m["name"]: m["label"] for m in p["models"]}
-    per_model = {name: json.loads(metric_files[name].read_text()) for name in labels}
+    labels, per_model = listed_model_metrics(ctx, "gram_ablations")
     out = ctx.output("out")
     write_text_atomic(out / "comparison.md", "# GRAM and its ablations on the simulated world\n\n"
                       "Accuracy against the gold reward's ordering, 95% bootstrap intervals (one seed: "

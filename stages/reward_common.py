@@ -38,6 +38,23 @@ def add_named_paths(parser: argparse.ArgumentParser, option: str, what: str) -> 
                         help=f"{what}, relative to the repository root (from dvc.yaml)")
 
 
+def listed_model_metrics(ctx: StageContext, block: str) -> tuple[dict[str, str], dict[str, dict]]:
+    """(name -> label, name -> its metrics.json) of the models params `<block>.models` lists, read from
+    `--metrics NAME=PATH`; a listed name that dvc.yaml gives no path for is a params error naming the key."""
+    import json
+
+    from alignflow.runtime.errors import ParamsError
+
+    listed = ctx.block(block)["models"]
+    metric_files = named_paths(ctx, "metrics")
+    missing = [m["name"] for m in listed if m["name"] not in metric_files]
+    if missing:
+        raise ParamsError(f"params.yaml: {block}.models names {', '.join(missing)}, "
+                          f"but dvc.yaml passes no --metrics NAME=PATH for it")
+    labels = {m["name"]: m["label"] for m in listed}
+    return labels, {name: json.loads(metric_files[name].read_text()) for name in labels}
+
+
 def named_paths(ctx: StageContext, option: str) -> dict[str, Path]:
     """name -> absolute path from `--OPTION NAME=PATH ...`; a malformed pair or missing path is bad input."""
     found: dict[str, Path] = {}

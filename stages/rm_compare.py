@@ -7,9 +7,6 @@ scored by the gold reward, next to the oracle and a single sample.
 """
 from __future__ import annotations
 
-import json
-
-from alignflow.runtime.errors import ParamsError
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.atomic import write_text_atomic
 from pipelines.data.jsonl import read_jsonl
@@ -19,7 +16,7 @@ from pipelines.evaluation.reward_eval import best_of_n_curve_from_picks, evaluat
 from pipelines.evaluation.reward_report import best_of_n_table, comparison_table, harness_metrics
 from pipelines.models.reward import registry
 from pipelines.rlhf.best_of_n import picks_by_chooser
-from stages.reward_common import add_named_paths, named_paths, relative
+from stages.reward_common import add_named_paths, listed_model_metrics, named_paths, relative
 
 INPUTS = ("pool", "picks")
 
@@ -27,13 +24,7 @@ INPUTS = ("pool", "picks")
 def run(ctx: StageContext) -> None:
     ctx.use_seed("reward_seed")
     p = ctx.block("rm_compare")
-    metric_files = named_paths(ctx, "metrics")
-    missing = [m["name"] for m in p["models"] if m["name"] not in metric_files]
-    if missing:
-        raise ParamsError(f"params.yaml: rm_compare.models names {', '.join(missing)}, "
-                          f"but dvc.yaml passes no --metrics NAME=PATH for it")
-    labels = {m["name"]: m["label"] for m in p["models"]}
-    per_model = {name: json.loads(metric_files[name].read_text()) for name in labels}
+    labels, per_model = listed_model_metrics(ctx, "rm_compare")
     picks = read_jsonl(ctx.input("picks"))
     ns = sorted({int(r["n"]) for r in picks})
     pool = [row for row in read_jsonl(ctx.input("pool")) if len(row["samples"]) >= max(ns)]

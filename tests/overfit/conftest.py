@@ -1,16 +1,8 @@
-"""Overfit tests share the tiny tokenizer and corpus of tests/models, on one torch thread."""
+"""Overfit tests share the tiny tokenizer and corpus of tests/models, on one torch thread (tests/speech's fixture)."""
 import pytest
-import torch
 
 from tests.models.conftest import TINY_MODEL, corpus, tokenizer  # noqa: F401 - fixtures reused here
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.speech.conftest import _one_thread  # noqa: F401 - autouse: one torch thread per module
 
 
 @pytest.fixture
