@@ -15,24 +15,6 @@ from tests.training.deepspeed_extra import requires_deepspeed
 pytestmark = requires_deepspeed
 
 
-@pytest.fixture(autouse=True)
-def _single_process(monkeypatch):
-    """One process whatever ran before in this pytest process: no launcher variables, no process group.
-
-    The backend joins an existing torch.distributed group and reads RANK/WORLD_SIZE; a group or a
-    variable left by an earlier in-process test would make DeepSpeed wait for ranks that do not exist.
-    """
-    import torch.distributed as dist
-
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    yield
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def test_deepspeed_config_translation():
     cfg = TrainConfig(batch_size=3, grad_accum_steps=2, max_grad_norm=0.5,
                       deepspeed={"zero_stage": 2, "offload_optimizer": False, "bf16": False})
