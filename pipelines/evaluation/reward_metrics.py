@@ -126,7 +126,7 @@ def expected_calibration_error(p: ArrayLike, outcome: ArrayLike, n_bins: int = 1
 
 def accuracy_ci(credit: ArrayLike, n_resamples: int = 1000, seed: int = 0,
                 confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) percentile-bootstrap interval of an accuracy from its per-pair credit."""
+    """(mean, low, high) BCa bootstrap interval of an accuracy from its per-pair credit."""
     return bootstrap_mean_ci(as_vector(credit, "credit"), n_resamples, seed, confidence)
 
 

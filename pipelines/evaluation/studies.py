@@ -35,14 +35,16 @@ def group_keys(grid: Mapping[str, list], seed_key: str) -> list[str]:
 
 
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and t-interval over seeds; with one seed the interval is undefined (nan)."""
+    """Mean and one-sample t-interval over seeds (scipy); with one seed the interval is undefined (nan)."""
     mean = fmean(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
-    from scipy.stats import t
+    if stdev(values) == 0:
+        return mean, mean, mean
+    from scipy.stats import ttest_1samp
 
-    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+    interval = ttest_1samp(values, 0.0).confidence_interval(confidence_level=confidence)
+    return mean, float(interval.low), float(interval.high)
 
 
 def _order(item) -> tuple:

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from pipelines.evaluation.bootstrap import indexed_statistic_ci
+
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Weights (last entry the intercept, not penalised) of ``argmin |Xw + b - y|^2 + alpha |w|^2``."""
@@ -60,14 +62,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def spearman_difference_ci(true: np.ndarray, a: np.ndarray, b: np.ndarray, n_resamples: int,
                            seed: int) -> tuple[float, float, float]:
-    """Spearman(a, true) - Spearman(b, true) with a paired percentile-bootstrap 95% interval over pairs."""
-    diff = spearman(a, true) - spearman(b, true)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(max(0, n_resamples)):
-        i = rng.integers(0, len(true), len(true))
-        draws.append(spearman(a[i], true[i]) - spearman(b[i], true[i]))
-    if not draws:
-        return diff, diff, diff
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return diff, float(lo), float(hi)
+    """Spearman(a, true) - Spearman(b, true) with a paired BCa bootstrap 95% interval over pairs."""
+    true, a, b = np.asarray(true), np.asarray(a), np.asarray(b)
+    return indexed_statistic_ci(len(true), lambda i: spearman(a[i], true[i]) - spearman(b[i], true[i]),
+                                n_resamples, seed)

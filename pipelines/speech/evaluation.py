@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from sacrebleu.metrics import BLEU
 
+from pipelines.evaluation.bootstrap import indexed_statistic_ci
 from pipelines.training.distributed import gather, shard
 
 # ----------------------------------------------------------------------------- BLEU
@@ -56,19 +57,11 @@ def bleu_from_stats(stats: np.ndarray) -> float:
 
 def bootstrap_bleu(hyps: Sequence[str], refs: Sequence[str], n_resamples: int = 1000, seed: int = 0,
                    confidence: float = 0.95) -> tuple[float, float, float]:
-    """(BLEU, low, high): percentile bootstrap over sentences of corpus BLEU."""
+    """(BLEU, low, high): BCa bootstrap over sentences of corpus BLEU (sentence n-gram statistics resampled)."""
     if not hyps:
         raise ValueError("bootstrap_bleu needs at least one sentence")
     stats = sentence_stats(hyps, refs)
-    point = bleu_from_stats(stats)
-    if n_resamples <= 0 or len(hyps) == 1:
-        return point, point, point
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(hyps), size=(n_resamples, len(hyps)))
-    scores = [bleu_from_stats(stats[row]) for row in idx]
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(scores, [tail, 1.0 - tail])
-    return point, float(low), float(high)
+    return indexed_statistic_ci(len(hyps), lambda i: bleu_from_stats(stats[i]), n_resamples, seed, confidence)
 
 
 # ----------------------------------------------------------------------------- error rates
