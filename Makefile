@@ -1,11 +1,11 @@
 # One venv, torch first (the CPU wheel on disk), then the project with its deepspeed and test extras,
-# pinned by requirements.lock (pyproject.toml holds the compatible ranges).
+# pinned and hash-checked by requirements.lock (pyproject.toml holds the compatible ranges).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run smoke study test test-full dag clean services-up services-down
+.PHONY: setup lock run smoke study test test-full dag clean services-up services-down
 
 setup: $(STAMP)
 
@@ -13,8 +13,22 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[deepspeed,test]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e '.[deepspeed,test]'
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml's ranges (newest allowed versions, with hashes). uv needs the
+# torch CPU wheel to resolve torch's own dependencies without CUDA: TORCH_WHEELS is a folder or index holding it
+# (https://download.pytorch.org/whl/cpu where the network allows).
+TORCH_WHEELS ?= /opt/wheels
+lock: setup
+	$(BIN)/python -m pip install -q uv
+	echo 'torch==2.13.0+cpu' > $(VENV)/torch-override.txt
+	$(BIN)/uv pip compile pyproject.toml --extra deepspeed --extra test --generate-hashes --python-version 3.11 \
+		--override $(VENV)/torch-override.txt --find-links $(TORCH_WHEELS) --no-emit-package torch \
+		--no-emit-package alignflow --no-header -o requirements.lock.new
+	{ sed -n 1,2p requirements.lock; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
 
 run: setup
 	$(BIN)/alignflow run --profile default

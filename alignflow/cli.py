@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     from alignflow.lrhp_cli import add_lrhp_parser
 
     add_lrhp_parser(sub)
+    from alignflow.results_cli import add_results_parser
+
+    add_results_parser(sub)
     from alignflow.services_cli import add_services_parser
 
     add_services_parser(sub)

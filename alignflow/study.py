@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.params import flatten
 from pipelines.evaluation import studies
 from pipelines.evaluation.studies import Claim
 
@@ -114,7 +115,7 @@ def _dvc(root: Path, env: dict, *args: str, capture: bool = False) -> subprocess
 
 
 def _experiments(root: Path, env: dict) -> dict[str, dict]:
-    """name -> {"params": params.yaml data, "metrics": {file: data}} for every experiment of the baseline."""
+    """name -> {"rev": commit, "params": params.yaml data} for every experiment of the baseline."""
     proc = _dvc(root, env, "exp", "show", "--json", "--no-pager", capture=True)
     if proc.returncode != 0:
         raise ParamsError(f"dvc exp show failed: {proc.stderr.strip()[-2000:]}")
@@ -125,10 +126,24 @@ def _experiments(root: Path, env: dict) -> dict[str, dict]:
                 data = rev.get("data") or {}
                 if rev.get("name"):
                     found[rev["name"]] = {
+                        "rev": rev.get("rev"),
                         "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
-                        "metrics": {f: (m or {}).get("data") or {} for f, m in (data.get("metrics") or {}).items()},
                     }
     return found
+
+
+def _experiment_metrics(root: Path, revs: list[str], paths: list[str]) -> dict[str, dict[str, dict]]:
+    """rev -> {path: metrics} for any JSON files of the experiments' outputs.
+
+    `dvc exp show` lists only the files dvc.yaml declares as metrics (each stage's short headline.json);
+    a study reads the full metrics.json of its models, which `dvc metrics show` reads from any commit.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        shown = repo.metrics.show(targets=paths, revs=revs, hide_workspace=True)
+    return {rev: {path: (entry or {}).get("data") or {} for path, entry in ((result or {}).get("data") or {}).items()}
+            for rev, result in shown.items()}
 
 
 def run_cells(root: Path, spec: StudySpec, env: dict, log=print) -> list[str]:
@@ -160,6 +175,9 @@ def _lookup(params: dict, dotted: str):
 def collect(root: Path, spec: StudySpec, env: dict) -> list[dict]:
     """One row per finished cell: its grid values and the study metrics of each model."""
     found = _experiments(root, env)
+    names = [cell_name(spec, cell) for cell in cells(spec)]
+    wanted = [found[name]["rev"] for name in names if name in found and found[name]["rev"]]
+    metrics = _experiment_metrics(root, wanted, sorted(set(spec.models.values()))) if wanted else {}
     rows = []
     for cell in cells(spec):
         exp = found.get(cell_name(spec, cell))
@@ -167,7 +185,7 @@ def collect(root: Path, spec: StudySpec, env: dict) -> list[dict]:
             continue
         row = {"cell": cell_name(spec, cell), **cell}
         for label, path in spec.models.items():
-            data = exp["metrics"].get(path, {})
+            data = flatten(metrics.get(exp["rev"], {}).get(path, {}))
             for metric in spec.metrics:
                 row[f"{label}|{metric}"] = data.get(metric)
         if any(row[f"{label}|{metric}"] is not None for label in spec.models for metric in spec.metrics):

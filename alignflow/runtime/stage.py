@@ -51,6 +51,7 @@ from alignflow.runtime.atomic import remove_dead_temps
 from alignflow.runtime.errors import AlignflowError, ParamsError
 from alignflow.runtime.params import flatten, load_params, section
 from alignflow.runtime.fingerprint import _stage_info, content_digest, loaded_code_digest
+from alignflow.runtime.headline import headline_of
 from alignflow.runtime.leftovers import HOST_TAG, PID_TAG, mark_dead_runs_killed, remove_stale_outputs
 from alignflow.runtime.machine import machine_dir_rel
 from alignflow.runtime.paths import checkpoints_dir, repo_root
@@ -164,12 +165,14 @@ class StageContext:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def write_metrics(self, out_dir: Path, metrics: Mapping[str, Any]) -> None:
-        """metrics.json inside a (cached) output folder, and the numeric values to MLflow.
+        """metrics.json (and headline.json) inside a (cached) output folder, the numeric values to MLflow.
 
-        Only values the code, params and inputs determine belong here; wall times and speeds go
-        to `write_machine_facts`.
+        Only values the code, params and inputs determine belong here: wall times go to `write_machine_facts`.
         """
         write_json_atomic(out_dir / "metrics.json", metrics)
+        headline = headline_of(self.root, self.name, metrics)  # what dvc exp show reads
+        if headline:
+            write_json_atomic(out_dir / "headline.json", headline)
         self.log_metrics(metrics)
 
     def write_machine_facts(self, facts: Mapping[str, Any]) -> None:

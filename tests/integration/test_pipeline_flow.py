@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -152,6 +153,55 @@ def test_report_page_holds_every_stage_claim_model_and_figure(project, tmp_path)
     assert len(pngs) == on_disk + 1  # every stage figure, and the graph
 
 
+# Tables in plots/ that DVC's templates cannot draw (one row per pair, or a method column in long format):
+# the stage's PNG beside them is the figure, and dvc.yaml lists that.
+NOT_DVC_PLOTS = {"pairs.csv", "pairs_no_text.csv", "pairs_no_caption.csv", "pairs_random.csv", "map.csv",
+                 "margins.csv", "selection_curves.csv", "overoptimisation.csv", "best_of_n.csv@rovrm_compare"}
+
+
+def _declared_plots():
+    entries = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    return {next(iter(e)) if isinstance(e, dict) else e: (next(iter(e.values())) if isinstance(e, dict) else {})
+            for e in entries}
+
+
+def test_dvc_plots_and_metrics_cover_every_figure_and_headline(project):
+    """Fails if a stage writes a figure or curve that `dvc plots show` does not render, a curve without its
+    title and axis labels, or a stage with a headline has no headline.json that `dvc metrics show` reads."""
+    root, env, _ = project
+    declared = _declared_plots()
+    written = {png.relative_to(root).as_posix() for s in STAGES for out in GRAPH.stages[s].outs
+               if (root / out).is_dir() for png in (root / out).rglob("plots/*") if png.suffix in (".png", ".csv")}
+    undeclared = {p for p in written - set(declared)
+                  if p.split("/")[-1] not in NOT_DVC_PLOTS and f"{p.split('/')[-1]}@{p.split('/')[-3]}" not in NOT_DVC_PLOTS}
+    assert not undeclared, f"dvc.yaml plots is missing {sorted(undeclared)}"
+    for path, props in declared.items():
+        if path.endswith(".csv"):
+            assert {"x", "y", "title", "x_label", "y_label"} <= set(props), path
+    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root, env=env,
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    rendered = json.loads(shown.stdout)
+    assert not rendered.get("errors"), rendered["errors"]  # the smoke profile runs every stage, ablations too
+    kinds = {path: items[0]["type"] for path, items in rendered["data"].items() if items}
+    assert all(kinds.get(p) == "image" for p in written if p.endswith(".png") and p in declared), kinds
+    for path in (p for p in written if p.endswith(".csv") and p in declared):
+        assert kinds.get(path) == "vega", path
+        spec = json.dumps(rendered["data"][path][0]["content"])
+        assert declared[path]["title"] in spec and declared[path]["x_label"] in spec, path
+    metrics = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=root, env=env,
+                             capture_output=True, text=True)
+    assert metrics.returncode == 0, metrics.stderr[-3000:]
+    files = next(iter(json.loads(metrics.stdout).values()))["data"]
+    for name in STAGES:
+        info = GRAPH.stages[name]
+        if not (info.meta or {}).get("headline"):
+            continue
+        path = f"{info.outs[0]}/headline.json"
+        data = json.loads((root / path).read_text())
+        assert files[path]["data"] == data and 0 < len(data) <= len(info.meta["headline"]), path
+
+
 def test_registry_aliases_follow_the_gates(project):
     root, env, outcomes = project
     client = _mlflow(root)
@@ -203,6 +253,33 @@ def test_changing_an_sft_param_reruns_only_sft_and_its_downstream(project):
     compare = json.loads((root / "models/rm_compare/metrics.json").read_text())
     assert compare["extra/n"] == 3 and 0.0 <= compare["gram/extra/acc_label"] <= 1.0
     assert int(outcomes["sft"]["published"]["version"]) == int(first["sft"]["published"]["version"]) + 1
+
+
+def test_saved_runs_compare_with_dvc_metrics_diff(project, smoke_project):
+    """The dvc.lock policy: a run is saved on results/NAME without touching HEAD or the checkout, and
+    `dvc metrics diff` between two saved runs shows what the SFT change above moved."""
+    root, env, _ = project
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True).stdout.strip()
+    head, current = git("rev-parse", "HEAD"), (root / "dvc.lock").read_text()
+    (root / "dvc.lock").write_text(smoke_project.first_lock)
+    try:
+        first = cli(root, env, "results", "save", "first", "--json")
+    finally:
+        (root / "dvc.lock").write_text(current)
+    assert first.returncode == 0, first.stderr[-2000:]
+    now = cli(root, env, "results", "save", "now", "--json")
+    assert now.returncode == 0, now.stderr[-2000:]
+    assert git("rev-parse", "HEAD") == head and git("ls-files", "dvc.lock") == ""
+    assert git("show", "results/now:dvc.lock") == current.strip()
+    assert yaml.safe_load(git("show", "results/now:params.yaml"))["sft"] == yaml.safe_load(
+        (root / "params.yaml").read_text())["sft"]  # the rendered params that produced it
+    diff = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", "results/first", "results/now", "--json"],
+                          cwd=root, env=env, capture_output=True, text=True)
+    assert diff.returncode == 0, diff.stderr[-3000:]
+    changed = json.loads(diff.stdout)
+    assert "models/sft/headline.json" in changed and "models/base_lm/headline.json" not in changed
+    bad = cli(root, env, "results", "save", "no/slash")
+    assert bad.returncode != 0 and "results name" in bad.stderr
 
 
 def test_lineage_of_a_path_and_of_a_registered_model(project):
