@@ -157,8 +157,12 @@ class EagerAttention(nn.Module):
         return self._heads(getattr(self, self.adapter.v_name)(x), self.geometry.head_dim)
 
     @staticmethod
-    def _cache(past_key_values):
-        return getattr(past_key_values, "self_attention_cache", past_key_values)
+    def _cache(cache, past_key_values):
+        """The layer's self-attention cache, or None. Transformers >= 5.24 passes it as ``cache``,
+        earlier versions as ``past_key_values``; both are accepted because ``**kwargs`` would
+        silently swallow the other name and the layer would skip its cache update."""
+        cache = past_key_values if cache is None else cache
+        return getattr(cache, "self_attention_cache", cache)
 
     def _expand_kv(self, t: torch.Tensor) -> torch.Tensor:
         groups = self.geometry.kv_groups
@@ -185,14 +189,16 @@ class ScoreAttention(EagerAttention):
             setattr(self, name, getattr(original, name))
         self.train(original.training)
 
-    def forward(self, hidden_states, attention_mask=None, past_key_values=None, position_embeddings=None, **kwargs):
+    def forward(self, hidden_states, attention_mask=None, past_key_values=None, position_embeddings=None, *,
+                cache=None, **kwargs):
+        cache = self._cache(cache, past_key_values)
         hd = self.geometry.head_dim
         q = self._heads(getattr(self, self.adapter.q_name)(hidden_states), hd)
         k = self._heads(getattr(self, self.adapter.k_name)(hidden_states), hd)
         v = self._values(hidden_states)
         q, k = self.adapter.position_encode(q, k, position_embeddings)
-        if past_key_values is not None:
-            k, v = self._cache(past_key_values).update(k, v, self.layer_idx)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
         scores = torch.matmul(q * self.scaling, self._expand_kv(k).transpose(2, 3))
         self.bus.publish(self.layer_idx, scores)
         return self._attend(scores, v, attention_mask)
@@ -229,7 +235,9 @@ class LisaAttention(EagerAttention):
     def has_lowrank(self) -> bool:
         return self.mode in ("full", "lowrank")
 
-    def forward(self, hidden_states, attention_mask=None, past_key_values=None, position_embeddings=None, **kwargs):
+    def forward(self, hidden_states, attention_mask=None, past_key_values=None, position_embeddings=None, *,
+                cache=None, **kwargs):
+        cache = self._cache(cache, past_key_values)
         batch, length, _ = hidden_states.shape
         v = self._values(hidden_states)
         if self.has_lowrank:  # 1/sqrt(r) folded into the queries
@@ -237,8 +245,8 @@ class LisaAttention(EagerAttention):
             k_low = self._heads(F.linear(hidden_states, self.lisa_k), self.rank)
         else:  # placeholder keeps the cache's sequence length right
             k_low = hidden_states.new_zeros(batch, 1, length, 1)
-        if past_key_values is not None:
-            k_low, v = self._cache(past_key_values).update(k_low, v, self.layer_idx)
+        if cache is not None:
+            k_low, v = cache.update(k_low, v, self.layer_idx)
         scores = None
         if self.needs_previous:
             scores = self.bus.take(self.layer_idx)
