@@ -360,6 +360,8 @@ def entry_point() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`alignflow status --json | head`): no traceback, like git
+        code = 128 + 13  # SIGPIPE's status, as a shell reports it
     atexit._run_exitfuncs()  # what a normal exit runs first (CPython's own function)
     for stream in (sys.stdout, sys.stderr):
         try:
