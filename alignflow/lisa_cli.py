@@ -1,11 +1,13 @@
 """`alignflow lisa`: LiSA attention analysis and compression for any local HF Llama or BERT checkpoint.
 
     alignflow lisa analyze  --model PATH [--texts FILE] [--out DIR] [--n-seqs N] [--max-length L] [--random-ids]
-    alignflow lisa compress --model PATH --out DIR [--texts FILE] [--budget B] [--rank R] [--max-steps S] [--random-ids]
+    alignflow lisa compress --model PATH --out DIR [--texts FILE] [--budget B | --min-similarity S] [--rank R]
+                            [--max-steps S] [--random-ids]
 
 PATH: a local Hugging Face checkpoint folder (config.json + weights) of the Llama family (e.g.
-``LlamaForCausalLM``) or the BERT family (``BertForMaskedLM``; a bare ``BertModel`` can be analysed
-but has no masked-LM loss, so no sensitivity and no compression). It need not come from the pipeline.
+``LlamaForCausalLM``) or the BERT family (``BertForMaskedLM``, or a bare ``BertModel`` such as a
+sentence encoder: it has no LM loss, so `analyze` reports no sensitivity and `compress` holds it to an
+embedding-similarity budget instead of perplexity). It need not come from the pipeline.
 A folder written by `compress` (it has lisa_config.json) can be analysed again.
 
 Texts: ``--texts FILE`` is a .txt (one text per line) or a .jsonl (a "text" field, or "prompt" and
@@ -20,7 +22,9 @@ across layers on arbitrary input); the perplexities it reports say nothing about
 analyze: attention similarity of adjacent layers (same-index vs best head matching), per-layer
 sensitivity to naive sharing; writes similarity_grid.png, sensitivity.png and analysis.json into
 --out (default reports/lisa/<model folder name>) and prints a table.
-compress: greedy deepest-first layer selection under the perplexity budget, LiSA parameters trained
+compress: greedy deepest-first layer selection under the perplexity budget (--budget, models with an LM
+head) or, for a model without one, while the mean cosine similarity of its mean-pooled sentence embeddings
+to the original's on the validation texts stays >= --min-similarity (default 0.98); LiSA parameters trained
 --max-steps steps per tried layer (default objective: attention distillation, i.e. LiSA learns to
 reproduce the model's own attention); writes the compressed model to --out (load it with
 `pipelines.compression.io.load_lisa_model`), its tokenizer, and compression.json, after checking that
@@ -41,6 +45,8 @@ from alignflow.runtime.errors import AlignflowError
 from pipelines.compression import checkpoint, texts as lisa_texts
 
 CORPUS = {"train": "data/world/corpus_train.jsonl", "val": "data/world/corpus_val.jsonl"}
+DEFAULT_BUDGET = 0.02  # max relative val-ppl increase, models with an LM head
+DEFAULT_MIN_SIMILARITY = 0.98  # = pipelines.compression.budget's; spelt here so `alignflow --help` needs no torch
 
 
 def _bad_input(fn, *args, **kwargs):
@@ -86,7 +92,11 @@ class Inputs:
     def _mask_token(self):
         if self.family != "bert":
             return None, None
+        from pipelines.compression.budget import has_lm_head
+
         if self.tokenizer is not None:
+            if self.tokenizer.mask_token_id is None and not has_lm_head(self.model):
+                return None, "none (no LM head, no masked-LM loss)"
             if self.tokenizer.mask_token_id is None:
                 raise AlignflowError(f"{self.model_path}: the tokenizer has no mask token; BERT's masked-LM "
                                      "perplexity needs one")
@@ -230,12 +240,49 @@ def _print_analysis(report: dict, written: list[Path]) -> None:
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _budgets(args, model) -> tuple[float, float]:
+    """(perplexity budget, min similarity): each fits one kind of model, so naming the other is an error."""
+    from pipelines.compression.budget import check_min_similarity, has_lm_head
+
+    head = has_lm_head(model)
+    if head and args.min_similarity is not None:
+        raise AlignflowError(f"{args.model}: --min-similarity is the budget of models without an LM head; "
+                             f"{type(model).__name__} has one and is held to a perplexity budget (--budget)")
+    if not head and args.budget is not None:
+        raise AlignflowError(f"{args.model}: {type(model).__name__} has no LM head, so no perplexity for --budget; "
+                             f"its budget is --min-similarity (default {DEFAULT_MIN_SIMILARITY})")
+    budget = DEFAULT_BUDGET if args.budget is None else args.budget
+    if budget < 0 or args.max_steps < 0:
+        raise AlignflowError("--budget and --max-steps must be >= 0")
+    min_similarity = DEFAULT_MIN_SIMILARITY if args.min_similarity is None else args.min_similarity
+    return budget, _bad_input(check_min_similarity, min_similarity)
+
+
+def _print_selection(log: list[dict], facts: dict) -> None:
+    """One line per tried layer: the measured value against the threshold."""
+    metric = facts["budget_metric"]
+    label = "val ppl" if metric == "ppl" else "embedding similarity"
+    for row in log:
+        print(f"layer {row['layer']:>3}: {label} {row[metric]:.4f} (threshold {row['threshold']:.4f}) "
+              f"{'accepted' if row['accepted'] else 'rejected'}")
+
+
+def _outcome(facts: dict) -> str:
+    """The kept model's quality against the original, in words."""
+    if facts["budget_metric"] == "ppl":
+        return (f"val ppl {facts['base_val_ppl']:.4f} -> {facts['lisa_val_ppl']:.4f} "
+                f"({facts['ppl_increase']:+.2%})")
+    return (f"sentence-embedding similarity to the original {facts['similarity']:.4f} (>= {facts['min_similarity']}; "
+            f"worst text {facts['worst_sequence_similarity']:.4f}; unrelated texts "
+            f"{facts['unrelated_similarity']:.4f})")
+
+
 def _cmd_compress(args) -> int:
     from pipelines.atomic import atomic_dir
     from pipelines.compression.costs import lisa_report
     from pipelines.compression.io import CONFIG_NAME
-    from pipelines.compression.objective import make_batches, pad_id, perplexity
-    from pipelines.compression.recipe import compress, save_verified
+    from pipelines.compression.objective import make_batches, pad_id
+    from pipelines.compression.recipe import budget_summary, compress, save_verified
     from pipelines.compression.train import LisaTrainConfig
 
     _start(args)
@@ -249,8 +296,7 @@ def _cmd_compress(args) -> int:
         raise AlignflowError(f"{out}: exists and is not an earlier compress output; choose an empty or new folder")
     if args.rank is not None and args.rank < 1:
         raise AlignflowError(f"--rank must be >= 1, got {args.rank}")
-    if args.budget < 0 or args.max_steps < 0:
-        raise AlignflowError("--budget and --max-steps must be >= 0")
+    budget, min_similarity = _budgets(args, model)
     inputs = Inputs(args, model, adapter)
     val = inputs.sequences("val", args.n_val, n_val=args.n_val)
     train = inputs.sequences("train", args.n_train, n_val=args.n_val)
@@ -259,38 +305,34 @@ def _cmd_compress(args) -> int:
                      mask_token_id=inputs.mask_token_id, progress=True)
     start = time.perf_counter()
     try:
-        selection, _ = compress(model, train, val, budget=args.budget, rank=args.rank, mode=args.mode,
-                                train_config=cfg, eval_batch_size=args.batch_size)
-    except ValueError as exc:  # e.g. no LM head, both loss weights 0
+        selection, _ = compress(model, train, val, budget=budget, rank=args.rank, mode=args.mode, train_config=cfg,
+                                eval_batch_size=args.batch_size, min_similarity=min_similarity)
+    except ValueError as exc:  # e.g. LM loss on a model without an LM head, both loss weights 0
         raise AlignflowError(f"{model_path}: {exc}") from exc
-    for row in selection.log:
-        print(f"layer {row['layer']:>3}: val ppl {row['ppl']:.4f} (threshold {row['threshold']:.4f}) "
-              f"{'accepted' if row['accepted'] else 'rejected'}")
+    n_layers = len(adapter.layers(model))
+    facts = budget_summary(selection, n_layers)
+    _print_selection(selection.log, facts)
     if not selection.layers:
-        print(f"no layer stayed within the budget ({args.budget:.2%} over base ppl {selection.base_ppl:.4f}); "
-              f"nothing written to {out}. Try a larger --budget or more --max-steps.", file=sys.stderr)
+        print(f"no layer stayed within the budget ({facts['budget_metric']} threshold {facts['threshold']:.4f}); "
+              f"nothing written to {out}. Try a looser budget or more --max-steps.", file=sys.stderr)
         return 1
     final = selection.model.eval()
     report = lisa_report(final, context_len=inputs.max_length)
-    lisa_ppl = perplexity(final, val, batch_size=args.batch_size, mask_token_id=inputs.mask_token_id, seed=0)
     ids, mask = make_batches(val[: args.batch_size], args.batch_size, pad_id(model))[0]
     with atomic_dir(out) as staged:
         identical = save_verified(final, staged, inputs.tokenizer, ids, mask)
         if not identical:
-            raise AlignflowError(f"{out}: reloading the saved model does not reproduce its logits; nothing written")
-        summary = {"model": str(model_path.resolve()), "family": adapter.name, "data": inputs.source("val"),
-                   "random_ids": inputs.random_ids, "budget": args.budget, "max_steps": args.max_steps,
+            raise AlignflowError(f"{out}: reloading the saved model does not reproduce its outputs; nothing written")
+        summary = {"model": str(model_path.resolve()), "family": adapter.name, "model_class": type(model).__name__,
+                   "data": inputs.source("val"), "random_ids": inputs.random_ids,
+                   "budget": budget if facts["budget_metric"] == "ppl" else None, "max_steps": args.max_steps,
                    "objective": {"lm_weight": args.lm_weight, "distill_weight": args.distill_weight},
-                   "layers": sorted(selection.layers), "base_val_ppl": selection.base_ppl, "lisa_val_ppl": lisa_ppl,
-                   "ppl_increase": lisa_ppl / selection.base_ppl - 1.0, "selection_log": selection.log,
-                   "roundtrip_identical": identical, "seconds": time.perf_counter() - start,
-                   "report": report}
+                   "layers": sorted(selection.layers), **facts, "seed": args.seed, "selection_log": selection.log,
+                   "roundtrip_identical": identical, "seconds": time.perf_counter() - start, "report": report}
         (staged / "compression.json").write_text(json.dumps(_clean(summary), indent=2) + "\n", encoding="utf-8")
-    n_layers = len(adapter.layers(model))
-    print(f"LiSA on layers {sorted(selection.layers)} ({len(selection.layers)}/{n_layers}), mode {report['mode']}, "
-          f"rank {report['rank']}: Q/K params {report['qk_compression_ratio']:.2f}x smaller, val ppl "
-          f"{selection.base_ppl:.4f} -> {lisa_ppl:.4f} ({lisa_ppl / selection.base_ppl - 1.0:+.2%}); "
-          f"reload identical: {identical}")
+    print(f"LiSA on layers {sorted(selection.layers)} ({len(selection.layers)}/{n_layers} = "
+          f"{facts['fraction_layers_replaced']:.0%} replaced), mode {report['mode']}, rank {report['rank']}: Q/K params "
+          f"{report['qk_compression_ratio']:.2f}x smaller, {_outcome(facts)}; reload identical: {identical}")
     print(f"wrote {out} (load with pipelines.compression.io.load_lisa_model)")
     return 0
 
@@ -318,10 +360,15 @@ def add_lisa_parser(sub) -> None:
     an.add_argument("--batch-size", type=int, default=8, help="batch size of the perplexity passes")
     an.set_defaults(func=_cmd_analyze)
 
-    co = actions.add_parser("compress", help="greedy LiSA layer selection under a perplexity budget; save the model")
+    co = actions.add_parser("compress", help="greedy LiSA layer selection under a perplexity (or, without an LM "
+                            "head, embedding-similarity) budget; save the model")
     common(co)
     co.add_argument("--out", metavar="DIR", required=True, help="folder for the compressed model")
-    co.add_argument("--budget", type=float, default=0.02, help="max relative val-ppl increase (default 0.02)")
+    co.add_argument("--budget", type=float, default=None,
+                    help=f"models with an LM head: max relative val-ppl increase (default {DEFAULT_BUDGET})")
+    co.add_argument("--min-similarity", type=float, default=None,
+                    help="models without an LM head (e.g. BertModel): min mean cosine similarity of the mean-pooled "
+                         f"sentence embeddings to the original's on the val texts (default {DEFAULT_MIN_SIMILARITY})")
     co.add_argument("--rank", type=int, default=None, help="per-head rank of A_q/A_k (default about head_dim/6)")
     co.add_argument("--max-steps", "--steps", dest="max_steps", type=int, default=40,
                     help="LiSA training steps per tried layer (default 40)")

@@ -9,7 +9,8 @@ measure the same loss, or "perplexity within budget" would compare different thi
   least one per sequence), drawn from a generator seeded per batch, and all replaced by the mask
   token; the same batches get the same masks on every call, so a compressed model and its base
   are compared on identical inputs. A bare ``BertModel`` has no LM loss: train it with attention
-  distillation only (``lm_weight=0``).
+  distillation only (``lm_weight=0``); layer selection then holds it to an embedding-similarity
+  budget instead of perplexity (`budget.py`).
 
 Perplexity = exp(total NLL / number of predicted tokens), token-weighted across batches.
 """

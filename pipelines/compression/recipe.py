@@ -2,7 +2,8 @@
 
     analyze      attention similarity of adjacent layers (same-index vs best head matching) on one
                  batch, per-layer sensitivity to naive sharing; plots
-    compress     greedy deepest-first layer selection under a perplexity budget (`select_layers`)
+    compress     greedy deepest-first layer selection under a perplexity budget (`select_layers`), or
+                 an embedding-similarity budget for models without an LM head (`budget.py`)
     ablate       the modes share / align / lowrank / full on the same layers, same training
     throughput   CPU tokens/s, prefill and greedy decode, of several models (machine facts)
     save_verified  save a LiSA model (+ tokenizer), reload it, check the logits are bit-identical
@@ -22,6 +23,7 @@ from torch import nn
 
 from pipelines.compression.analysis import (head_permutations, layer_pair_similarity, layer_sensitivity,
                                             plot_similarity_grid, plot_sensitivity)
+from pipelines.compression.budget import DEFAULT_MIN_SIMILARITY
 from pipelines.compression.costs import lisa_report
 from pipelines.compression.io import load_lisa_model, save_lisa_model
 from pipelines.compression.lisa import apply_lisa
@@ -75,12 +77,28 @@ def similarity_rows(similarity: dict, sensitivity: dict) -> list[dict]:
 
 def compress(model: nn.Module, train: Sequence[Sequence[int]], val: Sequence[Sequence[int]], *, budget: float,
              rank: int | None, mode: str, train_config: LisaTrainConfig, align_heads: bool = True,
-             eval_batch_size: int) -> tuple[Selection, list[dict]]:
-    """Greedy selection under the budget; returns the selection and its log with `ppl_increase` added."""
+             eval_batch_size: int, min_similarity: float = DEFAULT_MIN_SIMILARITY) -> tuple[Selection, list[dict]]:
+    """Greedy selection under the budget (perplexity with an LM head, `min_similarity` of the sentence
+    embeddings without); returns the selection and its log, with `ppl_increase` added to perplexity rows."""
     selection = select_layers(model, train, val, budget=budget, rank=rank, mode=mode, train_config=train_config,
-                              align_heads=align_heads, eval_batch_size=eval_batch_size)
-    log = [{**row, "ppl_increase": row["ppl"] / selection.base_ppl - 1.0} for row in selection.log]
+                              align_heads=align_heads, eval_batch_size=eval_batch_size, min_similarity=min_similarity)
+    log = [{**row, "ppl_increase": row["ppl"] / selection.base_ppl - 1.0} if "ppl" in row else dict(row)
+           for row in selection.log]
     return selection, log
+
+
+def budget_summary(selection: Selection, n_layers: int) -> dict:
+    """What the selection was held to and what the kept model measures: JSON-ready, for reports."""
+    judge = selection.budget
+    final = judge.measure(selection.model)
+    facts = {"budget_metric": judge.metric, "threshold": judge.threshold, "num_layers": n_layers,
+             "fraction_layers_replaced": len(selection.layers) / n_layers}
+    if judge.metric == "ppl":
+        return {**facts, "base_val_ppl": judge.base, "lisa_val_ppl": final["ppl"],
+                "ppl_increase": final["ppl"] / judge.base - 1.0}
+    return {**facts, "min_similarity": judge.threshold, "similarity": final["similarity"],
+            "worst_sequence_similarity": final["min_similarity"], "token_similarity": final["token_similarity"],
+            **judge.reference}
 
 
 def ablate(model: nn.Module, layers: Sequence[int], train: Sequence[Sequence[int]], val: Sequence[Sequence[int]],
@@ -141,11 +159,19 @@ def eager_copy(model: nn.Module) -> nn.Module:
     return eager
 
 
+def _outputs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Logits, or the final hidden states of a model without an LM head (a bare BertModel)."""
+    output = forward(model, ids, mask)
+    logits = getattr(output, "logits", None)
+    return output.last_hidden_state if logits is None else logits
+
+
 def save_verified(model: nn.Module, folder: Path, tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> bool:
-    """Save `model` (and `tokenizer` if given) into `folder`; True iff a reload gives bit-identical logits."""
+    """Save `model` (and `tokenizer` if given) into `folder`; True iff a reload gives bit-identical logits
+    (final hidden states for a model without an LM head)."""
     save_lisa_model(model, folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
     reloaded = load_lisa_model(folder)
     with torch.no_grad():
-        return bool(torch.equal(forward(model, ids, mask).logits, forward(reloaded, ids, mask).logits))
+        return bool(torch.equal(_outputs(model, ids, mask), _outputs(reloaded, ids, mask)))

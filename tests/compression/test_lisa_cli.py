@@ -11,9 +11,11 @@ import sys
 
 import pytest
 import torch
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+from transformers import BertConfig, BertForMaskedLM, BertModel, GPT2Config, GPT2LMHeadModel
 
+from alignflow import lisa_cli
 from alignflow.cli import main
+from pipelines.compression import budget, checkpoint, texts as lisa_texts
 from pipelines.compression.io import load_lisa_model
 from pipelines.compression.objective import forward, make_batches
 from pipelines.models.causal_lm import build_llama, save_causal_lm
@@ -37,7 +39,8 @@ def _tokenizer(mask: bool = False):
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
-    """Folders: llama (+ tokenizer), llama_bare (no tokenizer), bert (+ tokenizer with a mask token), gpt2."""
+    """Folders: llama (+ tokenizer), llama_bare (no tokenizer), bert (+ tokenizer with a mask token), bert_encoder
+    (a head-less BertModel, as sentence encoders are saved, + the same tokenizer), gpt2."""
     root = tmp_path_factory.mktemp("lisa_cli")
     tok = _tokenizer()
     cfg = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
@@ -52,6 +55,12 @@ def ckpts(tmp_path_factory):
                                       pad_token_id=btok.pad_token_id))
     bert.save_pretrained(root / "bert")
     btok.save_pretrained(root / "bert")
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=len(btok), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                   intermediate_size=64, max_position_embeddings=64, initializer_range=0.2,
+                                   pad_token_id=btok.pad_token_id))
+    encoder.save_pretrained(root / "bert_encoder")
+    btok.save_pretrained(root / "bert_encoder")
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=32))
     gpt2.save_pretrained(root / "gpt2")
     (root / "texts.txt").write_text("\n".join(_texts()) + "\n", encoding="utf-8")
@@ -159,3 +168,43 @@ def test_unsupported_architecture_exits_2_with_the_class_name(ckpts, tmp_path):
     assert result.returncode == 2
     assert "GPT2LMHeadModel" in result.stderr and str(ckpts / "gpt2") in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_compress_headless_bert_under_the_similarity_budget(ckpts, tmp_path, capsys):
+    """A bare BertModel has no perplexity: layers are kept while its sentence embeddings stay >= --min-similarity
+    similar to the original's; the report has the fraction replaced and the similarities, and the reloaded model
+    gives back the measured similarity."""
+    out = tmp_path / "encoder"
+    code, stdout, err = _run(capsys, "compress", "--model", ckpts / "bert_encoder", "--out", out, "--texts",
+                             ckpts / "texts.txt", "--min-similarity", 0.9, "--max-steps", 2, "--n-train", 16,
+                             "--n-val", 8, "--batch-size", 8)
+    assert code == 0, stdout + err
+    summary = json.loads((out / "compression.json").read_text())
+    assert summary["model_class"] == "BertModel" and summary["budget_metric"] == "similarity"
+    assert summary["budget"] is None and summary["min_similarity"] == 0.9 and summary["num_layers"] == 3
+    assert summary["layers"] and summary["fraction_layers_replaced"] == pytest.approx(len(summary["layers"]) / 3)
+    assert all(row["similarity"] >= 0.9 for row in summary["selection_log"] if row["accepted"])
+    assert summary["similarity"] >= 0.9 and summary["roundtrip_identical"] is True
+    assert -1.0 <= summary["unrelated_similarity"] <= 1.0 and "embedding similarity" in stdout
+    reloaded, (original, _) = load_lisa_model(out), checkpoint.load_checkpoint(ckpts / "bert_encoder")
+    assert type(reloaded).__name__ == "BertModel" and reloaded.lisa_state.layers == summary["layers"]
+    texts = lisa_texts.read_texts(ckpts / "texts.txt")[-8:]  # compress's validation split: the last n_val texts
+    val = lisa_texts.encode(_tokenizer(mask=True), texts, "bert", 64)
+    judge = budget.similarity_budget(original, val, 0.9, batch_size=8)
+    assert judge.measure(reloaded)["similarity"] == pytest.approx(summary["similarity"], abs=1e-6)
+
+
+@pytest.mark.parametrize("model, extra, says", [
+    ("bert_encoder", ["--budget", "0.05"], "--min-similarity"),
+    ("bert_encoder", ["--min-similarity", "1.5"], "[-1, 1]"),
+    ("bert_encoder", ["--lm-weight", "1"], "no LM head"),
+    ("llama", ["--min-similarity", "0.9"], "perplexity budget"),
+])
+def test_compress_budget_mismatches_exit_2(ckpts, tmp_path, capsys, model, extra, says):
+    code, _, err = _run(capsys, "compress", "--model", ckpts / model, "--out", tmp_path / "x", "--texts",
+                        ckpts / "texts.txt", "--max-steps", 1, "--n-train", 8, "--n-val", 4, *extra)
+    assert code == 2 and says in err and not (tmp_path / "x").exists()
+
+
+def test_cli_default_threshold_is_the_pipelines_default():
+    assert lisa_cli.DEFAULT_MIN_SIMILARITY == budget.DEFAULT_MIN_SIMILARITY
