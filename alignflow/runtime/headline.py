@@ -15,8 +15,15 @@ from alignflow.runtime.params import flatten
 
 
 def headline_of(root: Path, stage: str, metrics: Mapping[str, Any]) -> dict:
-    """The stage's `meta.headline` metrics found in `metrics`, flat, in the order the headline names them."""
+    """The stage's `meta.headline` metrics found in `metrics`, flat (written with sorted keys)."""
     info = _stage_info(root, stage)
     keys = ((info.meta or {}).get("headline") if info is not None else None) or []
     flat = flatten(dict(metrics))
-    return {key: flat[key] for key in keys if key in flat}
+    headline = {}
+    for key in (k for k in keys if k in flat):
+        value = flat[key]
+        if isinstance(value, (list, tuple)):  # DVC shows scalars only: an interval [low, high] as key.0, key.1
+            headline.update({f"{key}.{i}": item for i, item in enumerate(value)})
+        else:
+            headline[key] = value
+    return headline

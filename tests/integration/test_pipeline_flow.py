@@ -199,7 +199,7 @@ def test_dvc_plots_and_metrics_cover_every_figure_and_headline(project):
             continue
         path = f"{info.outs[0]}/headline.json"
         data = json.loads((root / path).read_text())
-        assert files[path]["data"] == data and 0 < len(data) <= len(info.meta["headline"]), path
+        assert files[path]["data"] == data and data, path
 
 
 def test_registry_aliases_follow_the_gates(project):
