@@ -219,7 +219,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="blank"):
         build_model("nast", TINY, VOCAB, {**SPECIAL, "blank": 5})
     ar = model_config("ar")
-    assert not ar["pae"] and not ar["cross_layer"] and ar["ar_ctc"] == "source" and ar["ar_ctc_weight"] == 0.2
+    assert not ar["pae"] and not ar["cross_layer"] and ar["ar_ctc"] == "both" and ar["ar_ctc_weight"] == 0.2
 
 
 def test_nast_overfits_a_tiny_batch():
