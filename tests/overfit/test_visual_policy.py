@@ -3,7 +3,7 @@
 The same prompt with a red or a blue square: only the image tells the answer, so a policy that
 reproduces every training answer greedily reads the image through the projector. (The visual
 reward model's version of this check is tests/visual/test_vlm_reward.py, accuracy >= 0.9 on pairs
-that only the image separates; PPO's is tests/rlhf/test_ppo.py, a simple reward that PPO raises.)
+that only the image separates; PPO's and LiSA's are in test_lisa_and_ppo.py.)
 """
 from __future__ import annotations
 
