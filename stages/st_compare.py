@@ -13,11 +13,14 @@ metrics) stays identical across machines, while the speed table (`speed.md`), `s
 """
 from __future__ import annotations
 
+import csv
 import json
+import logging
 from pathlib import Path
 
 from pipelines.atomic import write_text_atomic
 from alignflow.runtime.errors import ParamsError
+from alignflow.runtime.machine import machine_dir_rel
 from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.threads import capped_threads
 from pipelines.evaluation.plots import plot_grouped_bars, write_csv
@@ -25,6 +28,7 @@ from pipelines.data.jsonl import read_jsonl
 from pipelines.speech.comparison import (
     METHODS, bleu_markdown, bleu_table, measure_speed, paired_bleu_test, speed_markdown,
 )
+from pipelines.speech.curves import plot_bleu_curves
 from pipelines.speech.models import load_model
 from pipelines.speech.store import all_features
 from stages.speech_common import relative
@@ -34,6 +38,29 @@ def _load(folder: Path):
     if not (folder / "metrics.json").is_file():
         raise ParamsError(f"{folder / 'metrics.json'}: missing; run the stage that writes {folder.name} first")
     return load_model(folder / "model"), json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _curve(path: Path, x: str, y: str) -> list[tuple[float, float]]:
+    """(x, y) points of a CSV's rows that have y (empty when the file is absent)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [(float(r[x]), float(r[y])) for r in csv.DictReader(fh) if r.get(y) not in (None, "")]
+
+
+def plot_training_curves(ctx: StageContext, out: Path) -> None:
+    """Dev BLEU of both models by step (tracked) and by training seconds (machine folder, when both stages ran here)."""
+    models = {"NAST": ctx.input("nast"), "AR": ctx.input("ar")}
+    by_step = {name: _curve(folder / "plots" / "train_curve.csv", "step", "eval_bleu") for name, folder in models.items()}
+    plot_bleu_curves(by_step, out / "plots" / "dev_bleu_by_step.png", "optimizer step", "Dev BLEU during training")
+    by_time = {name: _curve(ctx.root / machine_dir_rel(f"st_train@{folder.name}") / "dev_bleu_by_time.csv",
+                            "train_seconds", "dev_bleu") for name, folder in models.items()}
+    if all(by_time.values()):
+        plot_bleu_curves(by_time, ctx.machine_dir() / "dev_bleu_by_time.png", "training seconds (this machine)",
+                         "Dev BLEU against training time")
+    else:
+        logging.getLogger(__name__).info("no dev BLEU timings from this machine for %s: time plot skipped",
+                                         [n for n, pts in by_time.items() if not pts])
 
 
 def run(ctx: StageContext) -> None:
@@ -77,6 +104,7 @@ def run(ctx: StageContext) -> None:
               out / "plots" / "bleu.csv", ["model", "bleu", "ci_low", "ci_high"])
     plot_grouped_bars(list(table), {"BLEU": [b for b, _ in table.values()]}, out / "plots" / "bleu.png",
                       "tst-COMMON BLEU (sacreBLEU)", "BLEU")
+    plot_training_curves(ctx, out)
     write_text_atomic(out / "comparison.md", bleu_markdown(nast_m, ar_m, beam, paired))
     ctx.write_metrics(out, {**{f"bleu/{k}": b for k, (b, _) in table.items()}, **paired,
                             "bleu_signature": nast_m.get("bleu_signature")})

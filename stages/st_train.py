@@ -24,8 +24,10 @@ from alignflow.runtime.stage import StageContext, stage_main
 from alignflow.runtime.threads import capped_threads
 from alignflow.runtime.tracking import file_md5
 from pipelines.data.jsonl import write_jsonl_atomic
+from pipelines.evaluation.plots import write_csv
+from pipelines.speech.curves import CURVE_COLUMNS, TimedEval
 from pipelines.speech.models import build_model, save_model
-from pipelines.speech.scoring import dev_loss, hypothesis_rows, score_on_test
+from pipelines.speech.scoring import dev_scores, hypothesis_rows, score_on_test
 from pipelines.speech.store import feature_file
 from pipelines.speech.training import bucket_batches, collate_batch, make_examples, st_loss
 from pipelines.speech.vocab import Vocab
@@ -96,14 +98,17 @@ def run(ctx: StageContext) -> None:
 
     ckpt = ctx.checkpoint_dir(checkpoint_key(variant, block, sets, ctx.seed, file_md5(feature_file(features_dir, TRAIN)),
                                              file_md5(vocab_dir / "tokenizer.json")))
+    dev_refs = [s.tgt for s in data[DEV][0]]
+    timed_eval = TimedEval(lambda m: dev_scores(m, dev_ex, dev_refs, vocab, eval_bsz))
     result = train(model, batches, st_loss, cfg, checkpoint_dir=str(ckpt), on_log=ctx.stream_history("train"),
-                   eval_fn=lambda m: dev_loss(m, dev_ex, vocab.pad_id, eval_bsz),
+                   eval_fn=timed_eval,
                    collate_fn=collate_batch(vocab.pad_id))
     model.eval()
 
     scored = score_on_test(model, kind, vocab, test_segs, test_ex, batch_size=eval_bsz,
                            beam_size=int(evp["beam_size"]), n_boot=int(evp["bootstrap"]), seed=ctx.seed)
     ctx.write_machine_facts({"train_seconds": round(result.elapsed_s, 2), "decode_seconds": scored["decode_seconds"]})
+    write_csv(timed_eval.rows(result.history), ctx.machine_dir() / "dev_bleu_by_time.csv", CURVE_COLUMNS)
     main, scores = scored["main"], scored["scores"]
     bleu = scores[main]["bleu"]
     logged = [r["train_loss"] for r in result.history if "train_loss" in r]
@@ -116,6 +121,7 @@ def run(ctx: StageContext) -> None:
     metrics = {
         **scored["metrics"],
         "dev_loss": round(result.final_metrics.get("eval_loss", float("nan")), 4),
+        "dev_bleu": round(result.final_metrics.get("eval_bleu", float("nan")), 2),
         "params": sum(p.numel() for p in model.parameters()),
         "model_overrides": sets,
         "train_utterances": len(train_ex),
@@ -129,7 +135,7 @@ def run(ctx: StageContext) -> None:
             detail=f"{scores[main]['ci95']} (tst-COMMON, {main})"),
     }
     finish_trained_model(ctx, out, relative(ctx.root, ctx.output_path("out")), result.history, f"{variant} ({kind})",
-                         "eval_loss", metrics)
+                         "eval_bleu", metrics)
     drop_checkpoint(ckpt)
 
 

@@ -30,6 +30,18 @@ def dev_loss(model, examples: list[dict], pad_id: int, batch_size: int) -> dict:
     return {("loss" if k == "total" else k): v / n for k, v in sums.items()}
 
 
+def dev_scores(model, examples: list[dict], references: Sequence[str], vocab, batch_size: int) -> dict:
+    """Dev loss plus dev BLEU of greedy decoding (NAST: CTC, AR: greedy, both cheap): the BLEU-by-step curve.
+
+    Greedy decoding uses no randomness, so evaluating during training leaves the trained weights unchanged
+    (the training loop calls this in eval mode without gradients)."""
+    scores = dev_loss(model, examples, vocab.pad_id, batch_size)
+    decode = ev.decoders(model)["greedy"]
+    hyps = [vocab.decode(ids) for ids in ev.decode(decode, [e["features"] for e in examples], batch_size)]
+    scores["bleu"] = ev.corpus_bleu(hyps, list(references))[0]
+    return scores
+
+
 def bleu_block(hyps: list[str], refs: list[str], n_boot: int, seed: int) -> dict:
     score, low, high = ev.bootstrap_bleu(hyps, refs, n_boot, seed)
     return {"bleu": round(score, 2), "ci95": [round(low, 2), round(high, 2)]}
