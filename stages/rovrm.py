@@ -3,7 +3,9 @@
 `--variant rovrm`: RoVRM, three phases on OT-selected text pairs, OT-selected caption pairs, then
 the visual pairs; published as `reward-visual`. `--variant visual_only`: the same model trained on
 the visual pairs alone, the baseline, published as `reward-visual-baseline`. Both are scored by the
-shared pair harness on held-out visual pairs; gate: gold-order accuracy's 95% CI above chance.
+shared pair harness on held-out visual pairs, and again with every image blanked (flat, its mean
+colour): `image_minus_blank` (paired 95% CI) says whether the model reads the image at all.
+Gate: gold-order accuracy's 95% CI above chance.
 The recipe is `pipelines/visual/rm_training.py`.
 """
 from __future__ import annotations
@@ -15,11 +17,14 @@ from alignflow.runtime.gates import Provenance, file_eval_set, interval_gate
 from alignflow.runtime.stage import StageContext, stage_main
 from pipelines.data.jsonl import read_jsonl
 from pipelines.visual.images import ImageStore
-from pipelines.visual.rm_eval import accuracy_key, evaluate_visual_rm
+from pipelines.visual.rm_eval import accuracy_key, blanked, evaluate_visual_rm, image_reliance, pairs_csv
 from pipelines.visual.rm_training import (
     MAIN_VARIANTS, POOL_FILES, VARIANTS, phases_needed, remove_checkpoints, train_visual_rm, variant_phases,
 )
 from stages.common import finish_trained_model, train_config
+
+
+BLANK = "blank/"  # metric prefix of the image-blanked control
 
 
 def accuracy_gate(ctx: StageContext, metrics: dict, test_file) -> dict:
@@ -49,10 +54,15 @@ def run(ctx: StageContext) -> None:
     trained = train_visual_rm(policy, phases, images, configs, int(p["max_length"]), ctx.seed, tag, ctx.checkpoint_dir)
     ctx.write_machine_facts({f"{tag}/{phase}/seconds": s for phase, s in trained.seconds.items()})
     out = ctx.output("out")
-    test_file = world / "visual_test.jsonl"
+    test_file = ctx.input("visual_test")
     ev = p["eval"]
-    metrics = evaluate_visual_rm(trained.rm, images, read_jsonl(test_file)[: int(ev["n_pairs"])], out / "plots",
-                                 ctx.seed, int(ev["bootstrap"]), int(ev["batch_size"]))
+    test = read_jsonl(test_file)[: int(ev["n_pairs"])]
+    settings = (ctx.seed, int(ev["bootstrap"]), int(ev["batch_size"]))
+    metrics = evaluate_visual_rm(trained.rm, images, test, out / "plots", *settings)
+    # the image-blanked control: what is left of the accuracy when the reward model cannot see
+    metrics.update(evaluate_visual_rm(trained.rm, blanked(images), test, out / "plots", *settings, prefix=BLANK))
+    metrics.update(image_reliance(pairs_csv(out / "plots"), pairs_csv(out / "plots", BLANK),
+                                  int(ev["bootstrap"]), ctx.seed))
     metrics.update({"variant": variant, **trained.summary})
     metrics["gate"] = accuracy_gate(ctx, metrics, test_file)
     trained.rm.save(out / "model")
@@ -62,5 +72,5 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("rovrm", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "selections"),
+    stage_main("rovrm", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "visual_test", "selections"),
                outputs=("out",), configure=lambda p: p.add_argument("--variant", required=True, choices=MAIN_VARIANTS))

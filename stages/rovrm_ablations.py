@@ -39,7 +39,7 @@ def run(ctx: StageContext) -> None:
     visual_train = read_jsonl(ctx.input("visual_train"))
     selections = json.loads(ctx.input("selections").read_text(encoding="utf-8"))
     pools = {phase: read_jsonl(world / f) for phase, f in POOL_FILES.items()}
-    test = read_jsonl(world / "visual_test.jsonl")[: int(p["eval"]["n_pairs"])]
+    test = read_jsonl(ctx.input("visual_test"))[: int(p["eval"]["n_pairs"])]
     out = ctx.output("out")
     metrics: dict = {"variants": variants}
     checkpoints = []
@@ -70,5 +70,5 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("rovrm_ablations", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "selections", "rovrm"),
+    stage_main("rovrm_ablations", run, blocks=("visual",), inputs=("world", "policy", "visual_train", "visual_test", "selections", "rovrm"),
                outputs=("out",))

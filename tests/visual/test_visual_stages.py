@@ -33,7 +33,9 @@ VISUAL = {
                                   "num_attention_heads": 2, "max_position_embeddings": 160}},
                "train": {"lr": 0.001, "max_steps": 6, "batch_size": 8, "warmup_steps": 1, "log_every": 3},
                "eval": {"n_prompts": 4, "max_new_tokens": 8}},
-    "select": {"n_visual": 12, "k_caption": 10, "k_text": 8, "solver": "auto", "reg": 0.05,
+    "select": {"visual_pairs": "pool", "policy_pairs": {"n_samples": 6, "per_prompt": 2, "temperature": 1.0,
+                                                          "max_new_tokens": 12},
+               "n_visual": 12, "k_caption": 10, "k_text": 8, "solver": "auto", "reg": 0.05,
                "max_dense_entries": 16_000_000, "batch_size": 8192, "embed_batch_size": 16},
     "rm": {"max_length": 128, "phases": PHASES,
            "eval": {"n_pairs": 16, "batch_size": 16, "bootstrap": 50}},
@@ -185,3 +187,56 @@ def test_phase_length_is_max_steps_and_an_epochs_block_fails_naming_it(project):
     with pytest.raises(ValueError, match=r"visual\.rm\.phases\.text\.train.*epochs"):
         _run(project, "rovrm@rovrm", rovrm.run, params)
     assert (project / "models/rovrm/metrics.json").read_bytes() == before
+
+
+def _policy_params(**select):
+    params = copy.deepcopy(PARAMS)
+    params["visual"]["select"].update({"visual_pairs": "policy", **select})
+    return params
+
+
+def test_policy_pairs_from_a_junk_policy_fail_naming_the_key(project):
+    """The tiny policy answers in text the oracle cannot parse: every answer grades 0, so no pair can be ranked."""
+    before = (project / "data/visual_select/visual_train.jsonl").read_bytes()
+    with pytest.raises(ParamsError, match="visual.select.visual_pairs: policy: .* 0 training and 0 held-out"):
+        _run(project, "visual_select", visual_select.run, _policy_params())
+    assert (project / "data/visual_select/visual_train.jsonl").read_bytes() == before
+
+
+def test_policy_pairs_rank_the_policys_answers_by_the_oracle(project, monkeypatch):
+    """A scripted policy (half its answers correct, half with one error) stands in for a trained one: pairs
+    are the policy's own answers, the preferred one grades higher unless the labeler flipped, and the held-out
+    pairs do not depend on visual_seed (every seed of a study scores the same pairs)."""
+    from pipelines.visual import policy_pairs as pp
+    from pipelines.visual.generator import forced_response
+    from pipelines.visual.scene import Scene
+
+    def scripted(vlm, layout, prompts, images, n, max_new_tokens, temperature, seed, greedy=False):
+        rng = np.random.default_rng(seed)
+        return [[forced_response(Scene.from_dict(r["spec"]["scene"]), r["spec"]["prompt"], rng,
+                                 "correct" if k % 2 == 0 else "absent_object")[0] for k in range(n)] for r in prompts]
+
+    monkeypatch.setattr(pp, "sample_responses", scripted)
+    outputs = {}
+    for seed in (0, 1):
+        params = _policy_params()
+        params["visual_seed"] = seed
+        _run(project, "visual_select", visual_select.run, params)
+        outputs[seed] = [[json.loads(line) for line in open(project / f"data/visual_select/{name}.jsonl")]
+                         for name in ("visual_train", "visual_test")]
+    train, test = outputs[0]
+    assert 12 < len(train) <= 12 * 2 and 0 < len(test) <= 16  # up to per_prompt pairs per image; one held out
+    for pair in train + test:
+        assert pair["spec"]["source"] == "policy" and pair["image"].startswith("images/")
+        assert (pair["gold_chosen"] > pair["gold_rejected"]) == pair["label_agrees_with_gold"]
+    assert outputs[1][1] == test and outputs[1][0] != train
+    m = _metrics(project / "data/visual_select/metrics.json")
+    assert m["visual_pairs"] == "policy" and m["visual_train_pairs"] == len(outputs[1][0])
+    _run(project, "visual_select", visual_select.run)  # back to the module's pool pairs for the other tests
+
+
+def test_reward_model_reports_the_image_blanked_control(project):
+    m = _metrics(project / "models/rovrm/metrics.json")
+    assert 0.0 <= m["blank/test_visual/acc_gold"] <= 1.0
+    assert m["image_minus_blank_ci95_low"] <= m["image_minus_blank"] <= m["image_minus_blank_ci95_high"]
+    assert (project / "models/rovrm/plots/pairs_blank.csv").is_file()
