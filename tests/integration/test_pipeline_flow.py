@@ -155,7 +155,7 @@ def test_report_page_holds_every_stage_claim_model_and_figure(project, tmp_path)
 
 # Tables in plots/ that DVC's templates cannot draw (one row per pair, or a method column in long format):
 # the stage's PNG beside them is the figure, and dvc.yaml lists that.
-NOT_DVC_PLOTS = {"pairs.csv", "pairs_no_text.csv", "pairs_no_caption.csv", "pairs_random.csv", "map.csv",
+NOT_DVC_PLOTS = {"pairs.csv", "pairs_blank.csv", "pairs_no_text.csv", "pairs_no_caption.csv", "pairs_random.csv", "map.csv",
                  "margins.csv", "selection_curves.csv", "overoptimisation.csv", "best_of_n.csv@rovrm_compare"}
 
 
