@@ -128,6 +128,11 @@ def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def _row(cells: Sequence) -> str:
+    """One markdown table row (a grid with no keys besides the seed adds no empty column)."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def claims_markdown(name: str, description: str, grid: Mapping[str, list], seed_key: str, summary: list[dict],
                     claims: list[dict]) -> str:
     """The study report: the claims table, then every model metric's mean and interval."""
@@ -135,8 +140,8 @@ def claims_markdown(name: str, description: str, grid: Mapping[str, list], seed_
     lines = [f"# Study `{name}`", "", description.strip(), "",
              f"Grid: {', '.join(f'{k} in {v}' for k, v in grid.items())}; seeds are `{seed_key}`. "
              "Intervals are 95% t-intervals across seeds.", "", "## Claims", "",
-             "| claim | " + " | ".join(keys) + " | difference | 95% CI | seeds | verdict | seeds for 80% power at the effect |",
-             "|---|" + "---|" * (len(keys) + 5)]
+             _row(["claim", *keys, "difference", "95% CI", "seeds", "verdict", "seeds for 80% power at the effect"]),
+             _row(["---"] * (len(keys) + 6))]
     for c in claims:
         if not c.get("effect"):
             power = "n/a"
@@ -144,14 +149,13 @@ def claims_markdown(name: str, description: str, grid: Mapping[str, list], seed_
             power = "n/a (one seed: no spread)"
         else:
             power = f"{c['seeds_needed'] or '> 1000'} (effect {c['effect']:g}, sd {_fmt(c['sd'])})"
-        lines.append(f"| {c['claim']} | " + " | ".join(str(c[k]) for k in keys) +
-                     f" | {_fmt(c['difference'])} | [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {c['n_seeds']} | "
-                     f"{c['verdict']} | {power} |")
-    lines += ["", "## Metrics", "", "| model | metric | " + " | ".join(keys) + " | mean | 95% CI | seeds |",
-              "|---|---|" + "---|" * (len(keys) + 3)]
+        lines.append(_row([c["claim"], *(c[k] for k in keys), _fmt(c["difference"]),
+                           f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]", c["n_seeds"], c["verdict"], power]))
+    lines += ["", "## Metrics", "", _row(["model", "metric", *keys, "mean", "95% CI", "seeds"]),
+              _row(["---"] * (len(keys) + 5))]
     for s in summary:
-        lines.append(f"| {s['model']} | {s['metric']} | " + " | ".join(str(s[k]) for k in keys) +
-                     f" | {_fmt(s['mean'])} | [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}] | {s['n_seeds']} |")
+        lines.append(_row([s["model"], s["metric"], *(s[k] for k in keys), _fmt(s["mean"]),
+                           f"[{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]", s["n_seeds"]]))
     return "\n".join(lines) + "\n"
 
 

@@ -71,3 +71,16 @@ def test_claims_with_an_effect_report_seeds_needed_in_the_table():
     assert math.isclose(by_size[1000]["sd"], 0.1) and by_size[1000]["seeds_needed"] == 10
     table = claims_markdown("s", "d", GRID, "seed", [], judged)
     assert "10 (effect 0.1, sd 0.100)" in table
+
+
+def test_a_seed_only_grid_gives_well_formed_tables():
+    """Breaks if a grid with no key but the seed left an empty column (7 header cells over 6 separators,
+    which no markdown renderer draws as a table)."""
+    rows = [{"cell": f"c{i}", "seed": i, "A|acc": 0.7 + i / 100, "B|acc": 0.6} for i in range(3)]
+    claims = judge_claims(rows, [], [Claim("A wins", ("A", "acc"), ("B", "acc"))])
+    summary = summarise(rows, [], ["A", "B"], ["acc"])
+    text = claims_markdown("s", "d", {"seed": [0, 1, 2]}, "seed", summary, claims)
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    assert "| A wins | 0.110 |" in text and "| claim | difference |" in text
+    for header, sep in ((tables[0], tables[1]), (tables[3], tables[4])):
+        assert header.count("|") == sep.count("|")
