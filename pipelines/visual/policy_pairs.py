@@ -14,10 +14,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .best_of_n import sample_pool
 from .oracle import oracle_scores
 from .pairs import GOLD_DIGITS
-from .policy import sample_responses
-from pipelines.models.vlm.encoding import Layout
 
 
 def ranked_pairs(record: dict, samples: Sequence[str], gold: Sequence[float], per_prompt: int, label_noise: float,
@@ -51,9 +50,7 @@ def policy_pairs(vlm, tokenizer, records: Sequence[dict], images: Callable, *, n
     if missing:
         raise ValueError(f"policy-sample pairs need scene graphs for the oracle; records without one: {missing[:5]}")
     prompts = [{**r, "prompt": r["spec"]["prompt"]["question"]} for r in records]
-    layout = Layout.of(vlm, tokenizer, int(max_length))
-    samples = sample_responses(vlm, layout, prompts, [images(r) for r in prompts], n=int(n_samples),
-                               max_new_tokens=int(max_new_tokens), temperature=float(temperature), seed=seed)
+    samples = sample_pool(vlm, tokenizer, prompts, images, int(n_samples), max_length, max_new_tokens, temperature, seed)
     flat = oracle_scores([r for r in prompts for _ in range(n_samples)], [y for ys in samples for y in ys])
     gold = flat["gold"].reshape(len(prompts), n_samples)
     rng = np.random.default_rng(seed)

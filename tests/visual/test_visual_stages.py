@@ -207,7 +207,7 @@ def test_policy_pairs_rank_the_policys_answers_by_the_oracle(project, monkeypatc
     """A scripted policy (half its answers correct, half with one error) stands in for a trained one: pairs
     are the policy's own answers, the preferred one grades higher unless the labeler flipped, and the held-out
     pairs do not depend on visual_seed (every seed of a study scores the same pairs)."""
-    from pipelines.visual import policy_pairs as pp
+    from pipelines.visual import best_of_n
     from pipelines.visual.generator import forced_response
     from pipelines.visual.scene import Scene
 
@@ -216,7 +216,7 @@ def test_policy_pairs_rank_the_policys_answers_by_the_oracle(project, monkeypatc
         return [[forced_response(Scene.from_dict(r["spec"]["scene"]), r["spec"]["prompt"], rng,
                                  "correct" if k % 2 == 0 else "absent_object")[0] for k in range(n)] for r in prompts]
 
-    monkeypatch.setattr(pp, "sample_responses", scripted)
+    monkeypatch.setattr(best_of_n, "sample_responses", scripted)
     outputs = {}
     for seed in (0, 1):
         params = _policy_params()
