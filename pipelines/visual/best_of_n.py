@@ -2,8 +2,9 @@
 
 The policy samples max(ns) responses per prompt once; every chooser picks from that one pool
 (a reward model scores the whole pool once and its pick among the first n is the argmax of the
-first n rewards), so choosers and n differ only in the pick. A random pick (the first sample:
-samples are i.i.d.) and the oracle's own pick (fewest hallucinations, then most recall) bound them.
+first n rewards), so choosers and n differ only in the pick. A random pick and the oracle's own pick
+(fewest hallucinations, then most recall) bound them. The random pick is scored by its expectation, the
+mean over the first n samples, rather than by one drawn sample: the same baseline without the draw's noise.
 """
 from __future__ import annotations
 
@@ -48,17 +49,22 @@ def best_of_n_table(prompts: Sequence[dict], samples: Sequence[Sequence[str]], n
     shape = (len(prompts), top)
     hall, recall = graded["hallucination_rate"].reshape(shape), graded["recall"].reshape(shape)
     gold = graded["gold"].reshape(shape)
+    rows_idx = np.arange(len(prompts))
     picks: dict[str, Mapping[int, np.ndarray]] = dict(model_picks)
-    picks["random"] = {n: np.zeros(len(prompts), dtype=np.int64) for n in ns}
     # the oracle's pick: fewest hallucinations, then most recall (the floor any chooser can reach)
     picks["oracle"] = {n: np.array([min(range(n), key=lambda j: (hall[i, j], -recall[i, j]))
                                     for i in range(len(prompts))]) for n in ns}
+
+    def picked(chooser: str, n: int, values: np.ndarray) -> np.ndarray:
+        """Per prompt, the graded value of the chooser's pick among the first n (random: the mean of the n)."""
+        if chooser == "random":
+            return values[:, :n].mean(axis=1)
+        return values[rows_idx, picks[chooser][n]]
+
     rows, metrics = [], {}
-    rows_idx = np.arange(len(prompts))
-    for chooser, by_n in picks.items():
+    for chooser in [*model_picks, "random", "oracle"]:
         for n in ns:
-            pick = by_n[n]
-            h, r = hall[rows_idx, pick], recall[rows_idx, pick]
+            h, r = picked(chooser, n, hall), picked(chooser, n, recall)
             mean, low, high = bootstrap_mean_ci(h, n_boot, seed)
             rows.append({"chooser": chooser, "n": n, "hallucination_rate": mean, "hallucination_rate_ci95_low": low,
                          "hallucination_rate_ci95_high": high, "recall": float(r.mean())})
@@ -70,11 +76,11 @@ def best_of_n_table(prompts: Sequence[dict], samples: Sequence[Sequence[str]], n
     # since a chooser could cut hallucinations by picking empty answers (they state nothing false)
     for other in ("visual_only", "random"):
         for name, values in (("hallucination_rate", hall), ("gold", gold)):
-            d, d_low, d_high = paired_difference_ci(values[rows_idx, picks["rovrm"][top]],
-                                                    values[rows_idx, picks[other][top]], n_boot, seed)
+            d, d_low, d_high = paired_difference_ci(picked("rovrm", top, values), picked(other, top, values),
+                                                    n_boot, seed)
             key = f"bon/n{top}/{name}/rovrm_minus_{other}"
             metrics.update({key: round(d, 5), f"{key}_ci95_low": round(d_low, 5), f"{key}_ci95_high": round(d_high, 5)})
-    for chooser, by_n in picks.items():
-        metrics[f"bon/{chooser}/n{top}/gold"] = round(float(gold[rows_idx, by_n[top]].mean()), 5)
+    for chooser in [*model_picks, "random", "oracle"]:
+        metrics[f"bon/{chooser}/n{top}/gold"] = round(float(picked(chooser, top, gold).mean()), 5)
     metrics.update({"bon/n_prompts": len(prompts), "bon/sample_hallucination_rate": round(float(hall.mean()), 5)})
     return rows, metrics
