@@ -25,8 +25,8 @@ from pathlib import Path
 from alignflow.runtime.stage_graph import StageGraph, load_stage_graph, read_lock
 from alignflow.stage_results import headline
 
-METHODS = {"gram": "GRAM", "lrhp": "LRHP", "rovrm": "RoVRM", "lisa": "LiSA", "nast": "NAST", "nast_vs_ar": "NAST vs AR",
-           "rlhf": "RLHF"}
+METHODS = {"gram": "GRAM", "lrhp": "LRHP", "rovrm": "RoVRM", "rovrm_seeds": "RoVRM seeds", "lisa": "LiSA", "nast": "NAST",
+           "nast_vs_ar": "NAST vs AR", "rlhf": "RLHF"}
 STATUS_COLOURS = {"fresh": "#4caf50", "stale": "#ff9800", "never run": "#bdbdbd"}
 
 
