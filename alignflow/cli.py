@@ -153,7 +153,9 @@ def _run_study(args, root: Path, spec) -> int:
         for i, claim in enumerate(claims):
             if claim["difference"] == claim["difference"]:
                 mlflow.log_metric(f"claim_{i}_difference", claim["difference"])
-    print(study.markdown(spec, summary, claims))
+    print(study.markdown(spec, summary, claims, rows))
+    for cell in study.cut_cells(rows):
+        print(f"warning: study {spec.name}: {cell} stopped at a time budget; rerun that cell", file=sys.stderr)
     print(f"report: {out}")
     return 0
 

@@ -29,6 +29,7 @@ from pipelines.evaluation.studies import Claim
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RESERVED_NAMES = {"machine"}  # reports/machine/ holds the stages' machine facts
 SPEC_KEYS = {"name", "description", "grid", "seed_key", "targets", "models", "metrics", "claims"}
+CUT = "cut_by_time_budget"  # cell column: models of the cell stopped at a time budget (";"-joined)
 
 
 @dataclass(frozen=True)
@@ -184,10 +185,14 @@ def collect(root: Path, spec: StudySpec, env: dict) -> list[dict]:
         if exp is None:
             continue
         row = {"cell": cell_name(spec, cell), **cell}
+        cut = []
         for label, path in spec.models.items():
             data = flatten(metrics.get(exp["rev"], {}).get(path, {}))
             for metric in spec.metrics:
                 row[f"{label}|{metric}"] = data.get(metric)
+            if data.get("stopped_by_time_budget") is True:
+                cut.append(label)
+        row[CUT] = ";".join(cut)  # models that trained fewer steps than set: the cell measured something else
         if any(row[f"{label}|{metric}"] is not None for label in spec.models for metric in spec.metrics):
             rows.append(row)  # a cell still running (or failed) has no metrics yet
     return rows
@@ -203,8 +208,18 @@ def judge_claims(spec: StudySpec, rows: list[dict]) -> list[dict]:
     return studies.judge_claims(rows, spec.group_keys, spec.claims)
 
 
-def markdown(spec: StudySpec, summary: list[dict], claims: list[dict]) -> str:
-    return studies.claims_markdown(spec.name, spec.description, spec.grid, spec.seed_key, summary, claims)
+def cut_cells(rows: list[dict]) -> list[str]:
+    """`cell (models)` for every cell whose models stopped at a time budget before their set steps."""
+    return [f"{row['cell']} ({row[CUT].replace(';', ', ')})" for row in rows if row.get(CUT)]
+
+
+def markdown(spec: StudySpec, summary: list[dict], claims: list[dict], rows: list[dict] = ()) -> str:
+    text = studies.claims_markdown(spec.name, spec.description, spec.grid, spec.seed_key, summary, claims)
+    cut = cut_cells(list(rows))
+    if cut:  # a busy machine cuts training short; such a cell must be rerun, not averaged in silently
+        text += ("\n**Cut by a time budget** (trained fewer steps than set: rerun these cells on a quieter machine): "
+                 + "; ".join(cut) + "\n")
+    return text
 
 
 def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list[dict], claims: list[dict]) -> None:
@@ -212,9 +227,9 @@ def write_report(out_dir: Path, spec: StudySpec, rows: list[dict], summary: list
     from pipelines.evaluation.plots import write_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "claims.md", markdown(spec, summary, claims))
+    write_text_atomic(out_dir / "claims.md", markdown(spec, summary, claims, rows))
     write_json_atomic(out_dir / "claims.json", {"cells": rows, "summary": summary, "claims": claims})
-    columns = ["cell", *spec.grid, *(f"{m}|{k}" for m in spec.models for k in spec.metrics)]
+    columns = ["cell", *spec.grid, *(f"{m}|{k}" for m in spec.models for k in spec.metrics), CUT]
     write_csv(rows, out_dir / "cells.csv", columns)
     write_csv(summary, out_dir / "summary.csv", [*spec.group_keys, "model", "metric", "mean", "ci_low", "ci_high", "n_seeds"])
     studies.plot_summary(summary, out_dir / "claims.png", spec.name, spec.group_keys, list(spec.models), spec.metrics)

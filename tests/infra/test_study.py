@@ -85,3 +85,13 @@ def test_summary_and_markdown(tmp_path):
     assert math.isclose(row["mean"], 0.81) and row["n_seeds"] == 3 and row["ci_low"] < 0.81 < row["ci_high"]
     text = markdown(spec, summary, judge_claims(spec, rows))
     assert "| A beats B | 10 |" in text and "reproduced" in text and "reversed" in text
+
+
+def test_cells_cut_by_a_time_budget_are_named_in_the_report(tmp_path):
+    spec = _spec(tmp_path)
+    rows = _rows(acc_a=[0.80, 0.81, 0.82], acc_b=[0.70, 0.70, 0.71])
+    summary, claims = summarise(spec, rows), judge_claims(spec, rows)
+    assert "time budget" not in markdown(spec, summary, claims, rows)
+    rows[1]["cut_by_time_budget"] = "A;B"
+    text = markdown(spec, summary, claims, rows)
+    assert f"{rows[1]['cell']} (A, B)" in text and "Cut by a time budget" in text
