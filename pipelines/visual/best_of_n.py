@@ -61,8 +61,9 @@ def best_of_n_table(prompts: Sequence[dict], samples: Sequence[Sequence[str]], n
             return values[:, :n].mean(axis=1)
         return values[rows_idx, picks[chooser][n]]
 
+    choosers = [*model_picks, "random", "oracle"]
     rows, metrics = [], {}
-    for chooser in [*model_picks, "random", "oracle"]:
+    for chooser in choosers:
         for n in ns:
             h, r = picked(chooser, n, hall), picked(chooser, n, recall)
             mean, low, high = bootstrap_mean_ci(h, n_boot, seed)
@@ -80,7 +81,7 @@ def best_of_n_table(prompts: Sequence[dict], samples: Sequence[Sequence[str]], n
                                                     n_boot, seed)
             key = f"bon/n{top}/{name}/rovrm_minus_{other}"
             metrics.update({key: round(d, 5), f"{key}_ci95_low": round(d_low, 5), f"{key}_ci95_high": round(d_high, 5)})
-    for chooser in [*model_picks, "random", "oracle"]:
+    for chooser in choosers:
         metrics[f"bon/{chooser}/n{top}/gold"] = round(float(picked(chooser, top, gold).mean()), 5)
     metrics.update({"bon/n_prompts": len(prompts), "bon/sample_hallucination_rate": round(float(hall.mean()), 5)})
     return rows, metrics
