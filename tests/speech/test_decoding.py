@@ -154,7 +154,9 @@ def test_cuda_matches_cpu():
 def test_ar_memory_keeps_frame_information_under_adam():
     """Regression: with source CTC alone the textual-top memory collapsed to one frame-constant vector
     (Adam + a skewed target prior + the final LayerNorm), so the decoder ignored the audio. Measured on
-    this setup: relative spread 0.57 -> 0.24 with ar_ctc="source", 0.46 with the default "both"."""
+    this setup after 80 steps, seeds 0-2: relative spread 0.17 / 0.19 / 0.42 with ar_ctc="source", 0.82 /
+    0.83 / 0.85 with the default "both" (both dip to 0.02-0.03 at step 20; with the earlier default conv
+    init, 0.24 against 0.46 at step 40)."""
     torch.manual_seed(0)
     model = ar(decoder_layers=1)
     gen = torch.Generator().manual_seed(0)
@@ -176,7 +178,7 @@ def test_ar_memory_keeps_frame_information_under_adam():
 
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, betas=(0.9, 0.98), weight_decay=0.01)  # st.ar.train
     model.train()
-    for step in range(40):
+    for step in range(80):
         for group in opt.param_groups:
             group["lr"] = 5e-3 * min(1.0, (step + 1) / 10)
         loss = model.loss(batches[step % 8])["total"]
@@ -184,4 +186,4 @@ def test_ar_memory_keeps_frame_information_under_adam():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    assert spread() > 0.35
+    assert spread() > 0.6
