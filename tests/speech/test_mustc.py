@@ -137,6 +137,25 @@ def test_missing_wav(corpus):
         load_mustc(corpus, "train")
 
 
+def test_missing_wav_names_the_yaml_line(corpus):
+    path, entries = _yaml(corpus)
+    path.write_text(_flow_yaml(entries))
+    wav = split_dir(corpus) / "wav" / "ted_2.wav"
+    wav.unlink()
+    with _expect(wav, "yaml entry 2", f"{path}: line 3", "does not exist"):
+        load_mustc(corpus, "train")
+
+
+def test_valid_corpus_loads_without_composing_the_yaml(corpus, monkeypatch):
+    """The yaml is composed (as slowly as it is loaded) only to name the line of an error: once per talk
+    made loading quadratic, 42 s for the default 2,200 segments."""
+    def compose(*args, **kwargs):
+        raise AssertionError("yaml composed while loading a valid corpus")
+
+    monkeypatch.setattr(yaml, "compose", compose)
+    assert len(load_mustc(corpus, "train")) == 3
+
+
 def test_segment_beyond_end_of_wav(corpus):
     path, entries = _yaml(corpus)
     entries[2]["duration"] = 5.0
