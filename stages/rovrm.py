@@ -2,7 +2,9 @@
 
 `--variant rovrm`: RoVRM, three phases on OT-selected text pairs, OT-selected caption pairs, then
 the visual pairs; published as `reward-visual`. `--variant visual_only`: the same model trained on
-the visual pairs alone, the baseline, published as `reward-visual-baseline`. Both are scored by the
+the visual pairs alone, the baseline, published as `reward-visual-baseline`. With
+`visual.rm.likelihood_anchor` (default) both rewards add the model's own mean response log-probability,
+the head starting at zero (`pipelines/models/reward/visual.py`). Both are scored by the
 shared pair harness on held-out visual pairs, and again with every image blanked (flat, its mean
 colour): `image_minus_blank` (paired 95% CI) says whether the model reads the image at all.
 Gate: gold-order accuracy's 95% CI above chance.
@@ -51,7 +53,8 @@ def run(ctx: StageContext) -> None:
     phases = variant_phases(variant, read_jsonl(ctx.input("visual_train")), selections, pools)
     configs = {ph: train_config(ctx, p["phases"][ph], f"visual.rm.phases.{ph}") for ph in phases_needed([variant])}
     tag = ctx.name.split("@")[-1]
-    trained = train_visual_rm(policy, phases, images, configs, int(p["max_length"]), ctx.seed, tag, ctx.checkpoint_dir)
+    trained = train_visual_rm(policy, phases, images, configs, int(p["max_length"]), ctx.seed, tag, ctx.checkpoint_dir,
+                              likelihood_anchor=p["likelihood_anchor"])
     ctx.write_machine_facts({f"{tag}/{phase}/seconds": s for phase, s in trained.seconds.items()})
     out = ctx.output("out")
     test_file = ctx.input("visual_test")

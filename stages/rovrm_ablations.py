@@ -46,7 +46,8 @@ def run(ctx: StageContext) -> None:
     for variant in variants:
         tag = f"rovrm_ablations/{variant}"
         trained = train_visual_rm(policy, variant_phases(variant, visual_train, selections, pools), images, configs,
-                                  int(p["max_length"]), ctx.seed, tag, ctx.checkpoint_dir)
+                                  int(p["max_length"]), ctx.seed, tag, ctx.checkpoint_dir,
+                                  likelihood_anchor=p["likelihood_anchor"])
         ctx.write_machine_facts({f"{tag}/{phase}/seconds": s for phase, s in trained.seconds.items()})
         checkpoints += trained.checkpoints
         metrics.update(evaluate_visual_rm(trained.rm, images, test, out / "plots", ctx.seed,

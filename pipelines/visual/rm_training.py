@@ -83,19 +83,21 @@ class TrainedRM:
 
 def train_visual_rm(policy_dir: Path, phases: Sequence[tuple[str, list[dict]]], images: Callable,
                     configs: Mapping[str, TrainConfig], max_length: int, seed: int, tag: str,
-                    checkpoint_dir: Callable[[str], Path]) -> TrainedRM:
+                    checkpoint_dir: Callable[[str], Path], likelihood_anchor: bool = False) -> TrainedRM:
     """A reward model from the policy in `policy_dir`, trained on each (phase, records) in order.
 
-    `checkpoint_dir(key)` gives a resumable folder per phase; a phase resumes only a run with the
-    same policy, config, data and every earlier phase. The caller removes `checkpoints` once the
-    model is saved, so a failure after training resumes instead of retraining.
+    `likelihood_anchor`: the reward adds the model's own mean response log-probability and the head
+    starts at zero (`VisualRewardModel`). `checkpoint_dir(key)` gives a resumable folder per phase; a
+    phase resumes only a run with the same policy, readout, config, data and every earlier phase. The
+    caller removes `checkpoints` once the model is saved, so a failure after training resumes instead
+    of retraining.
     """
     set_seed(seed)
     vlm, tokenizer = load_vlm(str(policy_dir))
-    rm = VisualRewardModel(vlm, tokenizer, int(max_length), seed=seed)
-    out = TrainedRM(rm, summary={"phases": [name for name, _ in phases]})
+    rm = VisualRewardModel(vlm, tokenizer, int(max_length), seed=seed, likelihood_anchor=likelihood_anchor)
+    out = TrainedRM(rm, summary={"phases": [name for name, _ in phases], "likelihood_anchor": bool(likelihood_anchor)})
     offset = 0
-    key = digest(tag, weights_digest(policy_dir), max_length)
+    key = digest(tag, weights_digest(policy_dir), max_length, bool(likelihood_anchor))
     for name, records in phases:
         if name not in PHASES:
             raise ValueError(f"unknown RoVRM phase {name!r}; phases are {PHASES}")

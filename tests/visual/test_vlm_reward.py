@@ -1,6 +1,8 @@
 """The LLaVA model, its sample layout, the visual reward model and the policy, on a tiny random model."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,61 @@ def test_reward_model_learns_image_dependent_preference_and_round_trips(tiny, tm
     a = rm.reward_pairs(recs[:4], lambda r: by_id[r["id"]])
     b = again.reward_pairs(recs[:4], lambda r: by_id[r["id"]])
     np.testing.assert_allclose(a[0], b[0], atol=1e-5)
+
+
+def test_likelihood_anchored_reward_starts_as_the_models_own_response_likelihood(tiny):
+    """Untrained, the anchored reward is the mean log-probability of the response tokens (eos included):
+    minus the LM loss HF computes on the same sample with the prompt masked out."""
+    model, tok = tiny
+    rm = VisualRewardModel(model, tok, 40, likelihood_anchor=True)
+    recs, imgs = _records(2)
+    batch = collate_pairs(pair_examples(recs, rm.layout, imgs), rm.pad_id)
+    with torch.no_grad():
+        rewards = rm(**batch)
+    for row in range(4):
+        length = int(batch["attention_mask"][row].sum())
+        ids = batch["input_ids"][row:row + 1, :length]
+        labels = ids.clone()
+        labels[:, : int(batch["response_start"][row])] = -100
+        with torch.no_grad():
+            loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels,
+                         pixel_values=batch["pixel_values"][row:row + 1]).loss
+        assert float(rewards[row]) == pytest.approx(-float(loss), abs=1e-4)
+    with pytest.raises(ValueError, match="response_start"):
+        rm(batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+
+
+def test_anchored_reward_model_learns_the_image_and_round_trips_its_scale(tiny, tmp_path):
+    model, tok = tiny
+    rm = VisualRewardModel(build_llava(CFG, tok, seed=3), tok, 40, seed=0, likelihood_anchor=True)
+    assert float(rm.head.weight.abs().sum()) == 0.0
+    recs, imgs = _records(32)
+    by_id = {r["id"]: im for r, im in zip(recs, imgs)}
+    train(rm, rm.examples(recs, lambda r: by_id[r["id"]]), pairwise_loss,
+          {"lr": 1e-3, "max_steps": 100, "batch_size": 8, "seed": 0}, progress=False,
+          collate_fn=lambda b: collate_pairs(b, rm.pad_id))
+    metrics, _ = evaluate_pairs(rm.scorer(lambda r: by_id[r["id"]]), recs, "t", n_bootstrap=50)
+    assert metrics["t/acc_label"] >= 0.9
+    assert float(rm.likelihood_scale) != 1.0  # the scale trains with the rest
+    rm.save(tmp_path / "rm")
+    again = load_visual_rm(tmp_path / "rm")
+    assert again.likelihood_anchor and float(again.likelihood_scale) == pytest.approx(float(rm.likelihood_scale))
+    np.testing.assert_allclose(rm.reward_pairs(recs[:4], lambda r: by_id[r["id"]])[0],
+                               again.reward_pairs(recs[:4], lambda r: by_id[r["id"]])[0], atol=1e-5)
+
+
+def test_a_head_only_reward_model_saved_as_format_v1_still_loads(tiny, tmp_path):
+    model, tok = tiny
+    rm = VisualRewardModel(model, tok, 40, seed=0)
+    rm.save(tmp_path / "rm")
+    cfg = tmp_path / "rm" / "visual_rm.json"
+    cfg.write_text(json.dumps({"format": "visual-rm-v1", "max_length": 40}))
+    again = load_visual_rm(tmp_path / "rm")
+    assert not again.likelihood_anchor
+    torch.testing.assert_close(again.head.weight, rm.head.weight)
+    cfg.write_text(json.dumps({"format": "visual-rm-v0", "max_length": 40}))
+    with pytest.raises(ValueError, match="visual-rm-v0"):
+        load_visual_rm(tmp_path / "rm")
 
 
 def test_policy_pretraining_lowers_loss_and_sampling_is_reproducible(tiny, tmp_path):

@@ -1,10 +1,16 @@
 """The visual reward model: a LLaVA backbone with a bias-free scalar head (RoVRM's readout).
 
 Reward = head(final hidden state of the last real token), the eos after the response, which is
-never an image position. The vision tower stays frozen; projector and LM train. Pairwise loss
-``-log sigmoid(r_chosen - r_rejected)``. Scores records (not bare prompt strings) because a sample
-is an image plus text: `prob_first_better_records` is what the shared pair harness calls, and
-`load_scorer` gives the reward registry's scorer (prompts are visual records: image + prompt).
+never an image position. With `likelihood_anchor`, the reward adds `likelihood_scale` times the
+mean log-probability the model's own language model gives the response (image and prompt in
+context), and the head starts at zero: the untrained reward model then ranks answers exactly as
+the policy it starts from believes them, and training corrects that judgement instead of having to
+rediscover it. Why: the policy's likelihood ranks held-out policy-answer pairs far better than a
+scalar head trained from scratch on top of it (docs/results/rovrm.md). The vision tower stays
+frozen; projector and LM train. Pairwise loss ``-log sigmoid(r_chosen - r_rejected)``. Scores
+records (not bare prompt strings) because a sample is an image plus text:
+`prob_first_better_records` is what the shared pair harness calls, and `load_scorer` gives the
+reward registry's scorer (prompts are visual records: image + prompt).
 """
 from __future__ import annotations
 
@@ -26,32 +32,44 @@ from pipelines.models.vlm.llava import freeze_vision_tower, hidden_states, load_
 
 HEAD_FILE = "reward_head.safetensors"
 CONFIG_FILE = "visual_rm.json"
-FORMAT = "visual-rm-v1"
+FORMAT = "visual-rm-v2"  # v2 adds the likelihood anchor; v1 (head only) still loads
+FORMATS = ("visual-rm-v1", FORMAT)
 
 ImageFn = Callable[[dict], "np.ndarray | None"]
 
 
 class VisualRewardModel(nn.Module):
-    def __init__(self, vlm, tokenizer, max_length: int, seed: int = 0):
+    def __init__(self, vlm, tokenizer, max_length: int, seed: int = 0, likelihood_anchor: bool = False):
         super().__init__()
         self.vlm = vlm
         self.tokenizer = tokenizer
         self.layout = Layout.of(vlm, tokenizer, max_length)
+        self.likelihood_anchor = bool(likelihood_anchor)
         hidden = int(vlm.config.text_config.hidden_size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.head = nn.Linear(hidden, 1, bias=False)
             nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        if self.likelihood_anchor:
+            nn.init.zeros_(self.head.weight)  # the untrained reward is the likelihood alone
+            self.likelihood_scale = nn.Parameter(torch.tensor(1.0))
         self.frozen_params = freeze_vision_tower(vlm)
 
     @property
     def pad_id(self) -> int:
         return self.layout.pad_id
 
-    def forward(self, input_ids, attention_mask, pixel_values=None) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, pixel_values=None, response_start=None) -> torch.Tensor:
+        """One reward per row; `response_start` (each row's prompt length) is needed with the anchor."""
         h = hidden_states(self.vlm, input_ids, attention_mask, pixel_values)
         rows = torch.arange(h.shape[0])
-        return self.head(h[rows, last_token_index(attention_mask)]).squeeze(-1).float()
+        reward = self.head(h[rows, last_token_index(attention_mask)]).squeeze(-1).float()
+        if not self.likelihood_anchor:
+            return reward
+        if response_start is None:
+            raise ValueError("a likelihood-anchored visual reward model needs response_start (the prompt lengths)")
+        return reward + self.likelihood_scale * mean_response_logprob(self.vlm, h, input_ids, attention_mask,
+                                                                      response_start)
 
     def examples(self, records: Sequence[dict], image_fn: ImageFn) -> list[dict]:
         return pair_examples(records, self.layout, [image_fn(r) for r in records])
@@ -83,11 +101,12 @@ class VisualRewardModel(nn.Module):
         try:
             for start in range(0, len(records), batch_size):
                 batch = records[start:start + batch_size]
-                seqs = [self.layout.sample_ids(r["prompt"], r["response"], image_fn(r) is not None)[0] for r in batch]
-                ids, mask = pad_right(seqs, self.pad_id)
+                laid = [self.layout.sample_ids(r["prompt"], r["response"], image_fn(r) is not None) for r in batch]
+                ids, mask = pad_right([seq for seq, _ in laid], self.pad_id)
                 present = [image_fn(r) for r in batch if image_fn(r) is not None]
                 pixels = pixel_tensor(np.stack(present)) if present else None
-                out.append(self(ids, mask, pixels).numpy())
+                starts = torch.tensor([start for _, start in laid], dtype=torch.long)
+                out.append(self(ids, mask, pixels, starts).numpy())
         finally:
             self.train(was_training)
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
@@ -98,8 +117,25 @@ class VisualRewardModel(nn.Module):
     def save(self, out_dir: Path) -> None:
         out = Path(out_dir)
         save_vlm(self.vlm, self.tokenizer, out)
-        save_file({"weight": self.head.weight.detach().contiguous()}, str(out / HEAD_FILE))
-        (out / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "max_length": self.layout.max_length}, indent=2))
+        tensors = {"weight": self.head.weight.detach().contiguous()}
+        if self.likelihood_anchor:
+            tensors["likelihood_scale"] = self.likelihood_scale.detach().reshape(1).contiguous()
+        save_file(tensors, str(out / HEAD_FILE))
+        (out / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "max_length": self.layout.max_length,
+                                                   "likelihood_anchor": self.likelihood_anchor}, indent=2))
+
+
+def mean_response_logprob(vlm, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          response_start: torch.Tensor) -> torch.Tensor:
+    """Mean log-probability of each row's response tokens (eos included) under the VLM's own LM head,
+    from the final hidden states already computed (position t predicts token t + 1)."""
+    logits = vlm.get_output_embeddings()(hidden[:, :-1]).float()
+    targets = input_ids[:, 1:]
+    token_logprob = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    positions = torch.arange(1, input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+    in_response = (positions >= response_start.unsqueeze(1)) & attention_mask[:, 1:].bool()
+    counts = in_response.sum(1).clamp(min=1)
+    return (token_logprob * in_response).sum(1) / counts
 
 
 class RecordScorer:
@@ -130,11 +166,17 @@ def load_visual_rm(path: Path) -> VisualRewardModel:
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{p} is not a visual reward model directory (no {CONFIG_FILE})")
     cfg = json.loads(cfg_path.read_text())
-    if cfg.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+    if cfg.get("format") not in FORMATS:
+        raise ValueError(f"{cfg_path}: format {cfg.get('format')!r}, expected one of {FORMATS}")
+    anchored = bool(cfg.get("likelihood_anchor", False))
     vlm, tokenizer = load_vlm(str(p))
-    rm = VisualRewardModel(vlm, tokenizer, int(cfg["max_length"]))
-    rm.head.weight.data.copy_(load_file(str(p / HEAD_FILE))["weight"])
+    rm = VisualRewardModel(vlm, tokenizer, int(cfg["max_length"]), likelihood_anchor=anchored)
+    tensors = load_file(str(p / HEAD_FILE))
+    rm.head.weight.data.copy_(tensors["weight"])
+    if anchored:
+        if "likelihood_scale" not in tensors:
+            raise ValueError(f"{p / HEAD_FILE}: no likelihood_scale, but {cfg_path} says likelihood_anchor")
+        rm.likelihood_scale.data.copy_(tensors["likelihood_scale"].reshape(()))
     return rm.eval()
 
 

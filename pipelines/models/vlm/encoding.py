@@ -92,18 +92,22 @@ def pair_examples(records: Sequence[dict], layout: Layout, images: Sequence[np.n
     out = []
     for rec, image in zip(records, images):
         has_image = image is not None
-        out.append({"chosen_ids": layout.sample_ids(rec["prompt"], rec["chosen"], has_image)[0],
-                    "rejected_ids": layout.sample_ids(rec["prompt"], rec["rejected"], has_image)[0],
-                    "image": image})
+        chosen, chosen_start = layout.sample_ids(rec["prompt"], rec["chosen"], has_image)
+        rejected, rejected_start = layout.sample_ids(rec["prompt"], rec["rejected"], has_image)
+        out.append({"chosen_ids": chosen, "rejected_ids": rejected, "image": image,
+                    "chosen_start": chosen_start, "rejected_start": rejected_start})
     return out
 
 
 def collate_pairs(batch: Sequence[dict], pad_id: int) -> dict:
-    """Rows `:n` chosen, `n:` rejected; pixels for the image rows in row order (chosen then rejected)."""
+    """Rows `:n` chosen, `n:` rejected; pixels for the image rows in row order (chosen then rejected);
+    `response_start`: where each row's response begins (its prompt length)."""
     seqs = [ex["chosen_ids"] for ex in batch] + [ex["rejected_ids"] for ex in batch]
     input_ids, attention_mask = pad_right(seqs, pad_id)
     images = [ex["image"] for ex in batch] * 2
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": _pixels(images)}
+    starts = [ex["chosen_start"] for ex in batch] + [ex["rejected_start"] for ex in batch]
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": _pixels(images),
+            "response_start": torch.tensor(starts, dtype=torch.long)}
 
 
 def lm_examples(records: Sequence[dict], layout: Layout, images: Sequence[np.ndarray | None]) -> list[dict]:
