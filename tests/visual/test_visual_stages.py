@@ -37,7 +37,7 @@ VISUAL = {
                                                           "max_new_tokens": 12},
                "n_visual": 12, "k_caption": 10, "k_text": 8, "solver": "auto", "reg": 0.05,
                "max_dense_entries": 16_000_000, "batch_size": 8192, "embed_batch_size": 16},
-    "rm": {"max_length": 128, "phases": PHASES,
+    "rm": {"max_length": 128, "likelihood_anchor": True, "phases": PHASES,
            "eval": {"n_pairs": 16, "batch_size": 16, "bootstrap": 50}},
     "ablations": ["no_text", "random"],
     "best_of_n": {"ns": [1, 2], "n_prompts": 3, "temperature": 1.0, "max_new_tokens": 8, "bootstrap": 50},
