@@ -127,6 +127,7 @@ def _relative(ctx: StageContext, path: Path) -> str:
 
 
 def run(ctx: StageContext) -> None:
+    ctx.use_seed("lisa_seed")
     s, cfg = _settings(ctx.block("lisa"), ctx.seed)
     torch.set_num_threads(capped_threads(s["threads"]))
     set_seed(ctx.seed)
@@ -251,4 +252,4 @@ def run(ctx: StageContext) -> None:
 
 
 if __name__ == "__main__":
-    stage_main("lisa", run, inputs=("sft", "ppo", "train", "val"), outputs=("out",))
+    stage_main("lisa", run, blocks=("lisa_seed", "lisa"), inputs=("sft", "ppo", "train", "val"), outputs=("out",))

@@ -78,7 +78,7 @@ def _run(root, monkeypatch, **changes) -> tuple[dict, list]:
     paths = StagePaths(("sft", "ppo", "train", "val"), ("out",))
     name, args = parse_stage_args("lisa", ARGV, paths)
     paths.take(args, root, name)
-    ctx = StageContext(name, root, {"seed": 0, "profile": "unit", "lisa": {**PARAMS, **changes}}, None,
+    ctx = StageContext(name, root, {"lisa_seed": 0, "profile": "unit", "lisa": {**PARAMS, **changes}}, None,
                        args=args, paths=paths)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:

@@ -128,14 +128,17 @@ class VisualRewardModel(nn.Module):
 def mean_response_logprob(vlm, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                           response_start: torch.Tensor) -> torch.Tensor:
     """Mean log-probability of each row's response tokens (eos included) under the VLM's own LM head,
-    from the final hidden states already computed (position t predicts token t + 1)."""
-    logits = vlm.get_output_embeddings()(hidden[:, :-1]).float()
-    targets = input_ids[:, 1:]
-    token_logprob = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    from the final hidden states already computed (position t predicts token t + 1). The LM head runs on
+    the response positions only: image and prompt positions are most of a sequence and their logits
+    would be thrown away."""
     positions = torch.arange(1, input_ids.shape[1], device=input_ids.device).unsqueeze(0)
     in_response = (positions >= response_start.unsqueeze(1)) & attention_mask[:, 1:].bool()
-    counts = in_response.sum(1).clamp(min=1)
-    return (token_logprob * in_response).sum(1) / counts
+    rows, cols = in_response.nonzero(as_tuple=True)
+    logits = vlm.get_output_embeddings()(hidden[rows, cols]).float()  # hidden at t predicts input_ids[t + 1]
+    token_logprob = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[rows, cols + 1].unsqueeze(-1)).squeeze(-1)
+    totals = torch.zeros(input_ids.shape[0], dtype=token_logprob.dtype, device=token_logprob.device)
+    totals = totals.index_add(0, rows, token_logprob)
+    return totals / in_response.sum(1).clamp(min=1)
 
 
 class RecordScorer:
