@@ -52,7 +52,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the process that started it exits, however it exits."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -80,7 +80,7 @@ class TemporaryServer:
                 [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
                 env={**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, **_SERVER_ENV}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=die_with_parent)
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         """Block until the API answers its health check; a port taken meanwhile is retried on another one."""
