@@ -51,6 +51,7 @@ LOG_FILE = "reports/logs/warm-server.log"
 START_MIN_STAGES = 3  # fewer stale stages than this: the server's own imports would cost more than they save
 STOP_GRACE_S = 5.0
 _ACCEPT_POLL_S = 1.0
+_REQUEST_TIMEOUT_S = 10.0
 
 
 def _log(message: str) -> None:
@@ -116,7 +117,7 @@ def serve(path: Path, names=PRELOAD) -> None:
             conn, _ = listener.accept()
         except (socket.timeout, InterruptedError):
             continue
-        conn.settimeout(None)
+        conn.settimeout(_REQUEST_TIMEOUT_S)  # a caller that connects and says nothing cannot hold the server
         _answer(conn, listener)
 
 
@@ -174,6 +175,7 @@ def _become_stage(conn: socket.socket, listener: socket.socket, request: dict, f
     code = 1
     try:
         listener.close()
+        conn.settimeout(None)
         os.setsid()  # like the cold command under DVC: the terminal's Ctrl-C reaches the flow, not the stage
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)

@@ -101,6 +101,16 @@ def test_an_uncaught_exception_exits_1_with_its_traceback(project, server):
     assert "RuntimeError: broken stage" in out and "Traceback" in out
 
 
+def test_a_caller_that_sends_nothing_does_not_stop_the_server(project, server):
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(str(server[0]))
+    proc = _start(project, server[0], "exit", "0")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and _ran_warm(proc, out), out
+
+
 def test_another_environment_starts_cold(project, server):
     sock, log = server
     proc = _start(project, sock, "exit", "0", ALIGNFLOW_TEST_EXTRA="1")
