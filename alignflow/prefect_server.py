@@ -17,9 +17,7 @@ user's own) or Prefect's temporary server disabled, nothing is started.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from alignflow import child_process
 from alignflow.runtime.errors import AlignflowError
 
 START_TIMEOUT_S = 90.0  # a loaded 2-core machine can take tens of seconds to import the server
@@ -36,7 +35,6 @@ _PORT_TRIES = 3
 # what Prefect's own temporary server sets (prefect/server/api/server.py, SubprocessASGIServer): no UI, and
 # the server-side services an ephemeral server runs
 _SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-_PR_SET_PDEATHSIG = 1
 
 
 def _wanted(env: dict) -> bool:
@@ -50,14 +48,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the process that started it exits, however it exits."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the atexit stop still applies
-        pass
 
 
 class TemporaryServer:
@@ -80,7 +70,7 @@ class TemporaryServer:
                 [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
                 env={**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, **_SERVER_ENV}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent)
+                start_new_session=True, preexec_fn=child_process.die_with_parent)
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         """Block until the API answers its health check; a port taken meanwhile is retried on another one."""
@@ -114,13 +104,7 @@ class TemporaryServer:
             return
         _drain_prefect_workers()
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        child_process.stop(proc, STOP_TIMEOUT_S)
 
 
 def _drain_prefect_workers() -> None:

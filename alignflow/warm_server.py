@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from alignflow.prefect_server import die_with_parent
+from alignflow import child_process
 from alignflow.warm_start import SOCKET_ENV, SWITCH_ENV, env_difference, recv_frame, send_frame
 
 # what stages import at the top of their modules, heaviest first; a name that fails to import is skipped
@@ -249,18 +249,13 @@ def running(root: Path, env: dict, stale: int) -> Iterator[Path | None]:
         proc = subprocess.Popen([sys.executable, "-m", "alignflow.warm_server", "--socket", str(path)], cwd=root,
                                 env={k: v for k, v in env.items() if k != SOCKET_ENV}, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=die_with_parent)
+                                preexec_fn=child_process.die_with_parent)
     os.environ[SOCKET_ENV] = str(path)
     try:
         yield path
     finally:
         os.environ.pop(SOCKET_ENV, None)
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child_process.stop(proc, STOP_GRACE_S)
         shutil.rmtree(folder, ignore_errors=True)
 
 
