@@ -49,22 +49,24 @@ def send_frame(sock: socket.socket, message: dict, fds: tuple[int, ...] = ()) ->
 
 
 def recv_frame(sock: socket.socket) -> tuple[dict | None, list[int]]:
-    """The next message and the file descriptors that came with it; (None, []) when the peer has closed."""
+    """The next message and the file descriptors that came with it; (None, fds) when the peer has closed."""
     data, fds, _flags, _addr = socket.recv_fds(sock, 65536, _MAX_FDS)
-    if not data:
+    data = _read_at_least(sock, data, _HEADER.size)
+    if data is None:
         return None, list(fds)
-    while len(data) < _HEADER.size:
+    end = _HEADER.size + _HEADER.unpack_from(data)[0]
+    data = _read_at_least(sock, data, end)
+    return (None if data is None else json.loads(data[_HEADER.size:end])), list(fds)
+
+
+def _read_at_least(sock: socket.socket, data: bytes, size: int) -> bytes | None:
+    """`data` extended from the socket to at least `size` bytes; None if the peer closes first."""
+    while len(data) < size:
         more = sock.recv(65536)
         if not more:
-            return None, list(fds)
+            return None
         data += more
-    (length,) = _HEADER.unpack_from(data)
-    while len(data) < _HEADER.size + length:
-        more = sock.recv(65536)
-        if not more:
-            return None, list(fds)
-        data += more
-    return json.loads(data[_HEADER.size:_HEADER.size + length]), list(fds)
+    return data
 
 
 def stage_module(orig_argv: list[str]) -> tuple[str, list[str]] | None:
@@ -124,11 +126,9 @@ def _wait_for_child(sock: socket.socket, pid: int) -> int:
     except (AttributeError, OSError):
         pidfd = None  # the child may already be gone; its report below still counts
     code = None
-    while True:
+    while True:  # a forwarded signal interrupts no call here: Python retries it after the handler (PEP 475)
         try:
             message, _ = recv_frame(sock)
-        except InterruptedError:
-            continue
         except OSError:
             message = None
         if message is None:
@@ -136,12 +136,7 @@ def _wait_for_child(sock: socket.socket, pid: int) -> int:
         if "exit" in message:
             code = int(message["exit"])
     if pidfd is not None:  # the child's last flushes and exit handlers are done before DVC goes on
-        while True:
-            try:
-                select.select([pidfd], [], [])
-                break
-            except InterruptedError:
-                continue
+        select.select([pidfd], [], [])
         os.close(pidfd)
     if code is None:
         print(f"alignflow: the warm-started stage process {pid} ended without an exit status (killed?)",
