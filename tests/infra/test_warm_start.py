@@ -144,7 +144,7 @@ def test_a_killed_command_stops_its_stage(project, server, tmp_path):
     proc.kill()
     proc.wait(timeout=10)
     deadline = time.time() + 20
-    while not mark.exists() and time.time() < deadline:
+    while not (mark.exists() and mark.read_text()) and time.time() < deadline:  # created, then written
         time.sleep(0.05)
     assert mark.read_text() == "stopped"
 
